@@ -1,0 +1,11 @@
+/* cmd-bench.c — placeholder until its owner lands it (development only). */
+#include <stdio.h>
+#include "commands.h"
+
+int
+ns_cmd_bench (int argc, char **argv)
+{
+  (void) argc;
+  fprintf (stderr, "%s: not built yet\n", argv[0]);
+  return 1;
+}
