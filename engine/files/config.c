@@ -1,0 +1,1 @@
+/* files/config.c — being written. */

@@ -1,0 +1,1 @@
+/* files/discovery.c — being written. */

@@ -1,0 +1,1 @@
+/* files/safetensors.c — being written. */

@@ -1,0 +1,1 @@
+/* files/tensor.c — being written. */

@@ -1,0 +1,1 @@
+/* files/torch-checkpoint.c — being written. */

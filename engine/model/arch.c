@@ -1,0 +1,1 @@
+/* model/arch.c — being written. */

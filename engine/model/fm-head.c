@@ -1,0 +1,1 @@
+/* model/fm-head.c — being written. */

@@ -1,0 +1,1 @@
+/* model/model.c — being written. */

@@ -1,0 +1,1 @@
+/* model/pipeline.c — being written. */

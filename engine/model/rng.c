@@ -1,0 +1,1 @@
+/* model/rng.c — being written. */

@@ -1,0 +1,1 @@
+/* model/sampler.c — being written. */

@@ -1,0 +1,1 @@
+/* model/transformer.c — being written. */

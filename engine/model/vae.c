@@ -1,0 +1,1 @@
+/* model/vae.c — being written. */
