@@ -18,6 +18,7 @@
 
 #include <glib.h>
 #include "files/tensor.h"
+#include "nextstep.h"
 
 G_BEGIN_DECLS
 
@@ -132,6 +133,10 @@ NsBackend *ns_backend_cpu_new (int threads);
 NsBackend *ns_backend_cuda_new (int device, guint64 memory_cap, GError **error);
 /* Bytes the CUDA backend may still allocate (for planning). */
 guint64 ns_backend_cuda_free_memory (NsBackend *b);
+/* How later uploads store large 2-D weights: BF16 (as published; F16/F32
+ * tensors stay as they are) or weight-only INT8 / FP8 (E4M3) with one scale
+ * per output row. Call before uploading. */
+void ns_backend_cuda_set_weight_format (NsBackend *b, NsWeightFormat format);
 
 static inline void ns_backend_destroy (NsBackend *b) { if (b) b->ops->destroy (b); }
 
