@@ -11,6 +11,20 @@
 
 G_BEGIN_DECLS
 
+/* One tensor of the expected set. */
+typedef struct {
+  char *name;
+  int n_dims;
+  int64_t shape[3];
+  gboolean optional;    /* may be absent (lm_head of a tied model) */
+} NsArchTensor;
+
+/* The tensors a checkpoint for `cfg` holds, in the official module order,
+ * without the gen_pos_embed buffer (checked apart: its grid size is not in
+ * every config): a GArray of NsArchTensor that frees the names itself.
+ * make-tiny writes exactly these. */
+GArray *ns_arch_expected_tensors (const NsModelConfig *cfg);
+
 /* Appends one line per problem to `problems` (g_free'd strings): missing
  * tensor, unexpected tensor, wrong shape ("layers.3.mlp.up_proj.weight has
  * shape [40, 16], expected [40, 16]…"), non-float dtype. TRUE when none. */
