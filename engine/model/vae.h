@@ -31,9 +31,12 @@ const NsVaeConfig *ns_vae_get_config (const NsVae *vae);
 gboolean ns_vae_decode (NsVae *vae, const float *latent, int h, int w, float *rgb,
                         GCancellable *cancellable, GError **error);
 
-/* Encoder: pixels [3, H, W] (host, in [-1, 1]; H, W multiples of 8) →
+/* Encoder: pixels [3, H, W] (host, in [-1, 1]; H, W multiples of 8, of
+ * 8·psz with encoder_norm) →
  * latents [z, H/8, W/8] = (mean after encoder_norm − shift) · scale (host).
- * `moments` [2z, H/8, W/8] (raw encoder output) may be NULL. */
+ * `moments` [2z, H/8, W/8] (raw encoder output) may be NULL. The latent is
+ * the posterior mean even when the config says deterministic false (the
+ * official code would add exp(0.5·logvar)·ε there; the engine never samples). */
 gboolean ns_vae_encode (NsVae *vae, const float *pixels, int height, int width,
                         float *latents, float *moments, GCancellable *cancellable,
                         GError **error);
