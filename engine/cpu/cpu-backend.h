@@ -1,0 +1,128 @@
+/* cpu-backend.h — internals of the CPU backend (backend.h), shared by its
+ * op files. One file per op family; every op is a plain function taking the
+ * NsBackend so it can read the instance's thread count. */
+#pragma once
+
+#include <math.h>
+#include <string.h>
+#include "backend.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  NsBackend parent;
+  int threads;            /* OpenMP team size for this instance (≥ 1) */
+} NsCpuBackend;
+
+static inline int
+ns_cpu_threads (NsBackend *b)
+{
+  return ((NsCpuBackend *) b)->threads;
+}
+
+/* Hot loops get an AVX2/FMA clone picked at load time; the default clone
+ * keeps the build portable (no -march=native). */
+#if defined(__x86_64__) && defined(__has_attribute)
+#  if __has_attribute(target_clones)
+#    define NS_CPU_HOT __attribute__ ((target_clones ("arch=x86-64-v3", "default")))
+#  endif
+#endif
+#ifndef NS_CPU_HOT
+#  define NS_CPU_HOT
+#endif
+
+/* Eight floats, for the few kernels where the register layout matters
+ * (matmul, GEMV, dot products); GCC/clang lower it to whatever the target
+ * has. Loads and stores are macros, not functions: a 32-byte vector must not
+ * cross a call in the non-AVX clone (that changes the ABI). The unaligned
+ * twin type makes the loads legal at any float address. */
+typedef float NsF32x8 __attribute__ ((vector_size (32)));
+typedef float NsF32x8u __attribute__ ((vector_size (32), aligned (4)));
+
+typedef uint32_t NsU32x8 __attribute__ ((vector_size (32)));
+typedef uint32_t NsU32x8u __attribute__ ((vector_size (32), aligned (2)));
+
+#define NS_F32X8_LOAD(p)      (*(const NsF32x8u *) (p))
+#define NS_F32X8_STORE(p, v)  (*(NsF32x8u *) (p) = (v))
+#define NS_F32X8_SUM(v) \
+  ((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
+
+/* Loops shorter than this run on one thread: a team costs microseconds. */
+#define NS_CPU_PARALLEL_MIN 32768
+
+/* silu(v) = v · sigmoid(v), written as PyTorch does. */
+static inline float
+ns_cpu_silu1 (float v)
+{
+  return v / (1.0f + expf (-v));
+}
+
+/* convert.c: n elements of a weight starting at element `offset`, as f32. */
+void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);
+/* The whole weight as a new f32 array (g_free it); NULL when m is NULL. */
+float *ns_cpu_mat_to_f32 (const NsMat *m);
+
+/* matmul.c: C[m, n] += Σ_k A[m, k] · B[k, n] for an M × N result with row
+ * stride ldc. A is f32 with row stride lda. B is never materialised: `pack`
+ * writes the slice B[k0 .. k0+kb, n0 .. n0+nr] as dst[kk · NS_CPU_NR + j],
+ * zero for j ≥ nr (nr ≤ NS_CPU_NR). Threads split the columns, so each
+ * slice of B is packed (converted, gathered) exactly once. */
+#define NS_CPU_NR 16
+#define NS_CPU_KB 256   /* most k values one pack call covers */
+typedef void (*NsCpuPackFunc) (const void *ctx, float *dst, int n0, int nr, int k0, int kb);
+void ns_cpu_matmul (NsBackend *b, float *c, size_t ldc, const float *a, size_t lda,
+                    int m, int n, int k, NsCpuPackFunc pack, const void *ctx);
+
+/* memory.c */
+float   *ns_cpu_alloc (NsBackend *b, size_t n_floats, GError **error);
+void     ns_cpu_free (NsBackend *b, float *p);
+/* write, and read and copy too: all host memory. */
+void     ns_cpu_write (NsBackend *b, float *dst, const float *src, size_t n);
+gboolean ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error);
+void     ns_cpu_release (NsBackend *b, NsMat *m);
+gboolean ns_cpu_sync (NsBackend *b, GError **error);
+
+/* linear.c */
+void ns_cpu_embedding (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n);
+void ns_cpu_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
+                    int rows, gboolean accumulate);
+
+/* norm.c */
+void ns_cpu_rmsnorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
+                     int rows, int dim, float eps);
+void ns_cpu_layernorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
+                       const NsMat *bias, int rows, int dim, float eps);
+void ns_cpu_groupnorm (NsBackend *b, float *y, const float *x, const NsMat *gamma,
+                       const NsMat *beta, int c, int hw, int groups, float eps, gboolean silu);
+
+/* elementwise.c */
+void ns_cpu_modulate (NsBackend *b, float *y, const float *x, const float *shift,
+                      const float *scale, int rows, int dim, int mod_stride);
+void ns_cpu_gated_add (NsBackend *b, float *x, const float *gate, const float *m,
+                       int rows, int dim, int gate_stride);
+void ns_cpu_silu (NsBackend *b, float *y, const float *x, size_t n);
+void ns_cpu_silu_mul (NsBackend *b, float *y, const float *gate, const float *up, size_t n);
+void ns_cpu_add (NsBackend *b, float *y, const float *a, const float *c, size_t n);
+
+/* attention.c */
+void ns_cpu_rope (NsBackend *b, float *x, const int32_t *positions, int rows, int heads,
+                  int head_dim, double theta);
+void ns_cpu_kv_store (NsBackend *b, float *cache, const float *src, int batch, int n, int start,
+                      int kv_heads, int head_dim, int capacity);
+void ns_cpu_attention (NsBackend *b, float *out, const float *q, const float *k_cache,
+                       const float *v_cache, const float *key_valid, int batch, int n, int start,
+                       int heads, int kv_heads, int head_dim, int capacity);
+void ns_cpu_attention_spatial (NsBackend *b, float *out, const float *q, const float *k,
+                               const float *v, int c, int n);
+
+/* conv.c (image ops) */
+void ns_cpu_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
+                    int ci, int h, int wd, int co, int k, int stride,
+                    int pad_t, int pad_l, int pad_b, int pad_r);
+void ns_cpu_upsample2x (NsBackend *b, float *y, const float *x, int c, int h, int w);
+void ns_cpu_patchify (NsBackend *b, float *tokens, const float *latent, int c, int gh, int gw,
+                      int p);
+void ns_cpu_unpatchify (NsBackend *b, float *latent, const float *tokens, int c, int gh, int gw,
+                        int p);
+
+G_END_DECLS

@@ -1,0 +1,105 @@
+/* memory.c — host memory ops and weights that point into the file mapping. */
+#include <stdlib.h>
+#include "cpu-backend.h"
+#include "nextstep.h"
+
+/* Cache-line aligned so vector loads never split lines at row starts. */
+#define NS_CPU_ALIGN 64
+
+float *
+ns_cpu_alloc (NsBackend *b, size_t n_floats, GError **error)
+{
+  (void) b;
+  size_t n = MAX (n_floats, 1);
+  void *p = NULL;
+  if (n > G_MAXSIZE / sizeof (float) || posix_memalign (&p, NS_CPU_ALIGN, n * sizeof (float)) != 0)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
+                   "CPU backend: cannot allocate %" G_GSIZE_FORMAT " floats (%.1f MiB) of host "
+                   "memory; close other programs or generate a smaller image",
+                   n_floats, (double) n_floats * sizeof (float) / (1024.0 * 1024.0));
+      return NULL;
+    }
+  memset (p, 0, n * sizeof (float));
+  return p;
+}
+
+void
+ns_cpu_free (NsBackend *b, float *p)
+{
+  (void) b;
+  free (p);
+}
+
+/* write, read and copy: all host memory here, so one function serves all three. */
+void
+ns_cpu_write (NsBackend *b, float *dst, const float *src, size_t n)
+{
+  (void) b;
+  memmove (dst, src, n * sizeof (float));
+}
+
+/* [d0, rest…] → d0 × prod(rest); a 1-D tensor is one row, a scalar 1 × 1. */
+static gboolean
+matrix_shape (const NsTensorView *t, int *rows, int *cols, GError **error)
+{
+  int64_t r = t->n_dims >= 2 ? t->shape[0] : 1;
+  int64_t c = 1;
+  for (int d = t->n_dims >= 2 ? 1 : 0; d < t->n_dims; d++)
+    c *= t->shape[d];
+  if (r < 1 || c < 1 || r > G_MAXINT || c > G_MAXINT)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_MODEL,
+                   "tensor %s in %s: shape gives a %" G_GINT64_FORMAT " × %" G_GINT64_FORMAT
+                   " matrix, which the CPU backend cannot hold (empty or too large)",
+                   t->name, t->file ? t->file : "(memory)", r, c);
+      return FALSE;
+    }
+  *rows = (int) r;
+  *cols = (int) c;
+  return TRUE;
+}
+
+gboolean
+ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
+{
+  (void) b;
+  if (t->dtype != NS_DTYPE_F32 && t->dtype != NS_DTYPE_BF16 && t->dtype != NS_DTYPE_F16)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
+                   "tensor %s in %s has dtype %s; the CPU backend computes from F32, BF16 or "
+                   "F16 weights only (convert the checkpoint to one of those)",
+                   t->name, t->file ? t->file : "(memory)", ns_dtype_name (t->dtype));
+      return FALSE;
+    }
+  int rows, cols;
+  if (!matrix_shape (t, &rows, &cols, error))
+    return FALSE;
+  if ((size_t) rows * (size_t) cols * ns_dtype_size (t->dtype) != t->n_bytes)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "tensor %s in %s: %" G_GSIZE_FORMAT " bytes of data do not match its "
+                   "%d × %d %s shape; the file is damaged",
+                   t->name, t->file ? t->file : "(memory)", t->n_bytes, rows, cols,
+                   ns_dtype_name (t->dtype));
+      return FALSE;
+    }
+  *out = (NsMat) { .dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data };
+  return TRUE;
+}
+
+/* Weights belong to the mapping; nothing to free. */
+void
+ns_cpu_release (NsBackend *b, NsMat *m)
+{
+  (void) b;
+  *m = (NsMat) { 0 };
+}
+
+gboolean
+ns_cpu_sync (NsBackend *b, GError **error)
+{
+  (void) b;
+  (void) error;
+  return TRUE;
+}

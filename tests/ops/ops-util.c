@@ -1,0 +1,162 @@
+/* ops-util.c — see ops-util.h. */
+#include <math.h>
+#include "ops-util.h"
+
+const int ops_thread_counts[2] = { 1, OPS_THREADS_MANY };
+const NsDType ops_weight_dtypes[3] = { NS_DTYPE_F32, NS_DTYPE_BF16, NS_DTYPE_F16 };
+
+float *
+ops_random (GRand *rng, size_t n, float scale)
+{
+  float *x = g_new (float, MAX (n, 1));
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float) g_rand_double_range (rng, -scale, scale);
+  return x;
+}
+
+/* Stores v in dtype at element i of bytes and returns the stored value. */
+static double
+store (void *bytes, NsDType dtype, size_t i, float v)
+{
+  switch (dtype)
+    {
+    case NS_DTYPE_BF16:
+      ((uint16_t *) bytes)[i] = ns_f32_to_bf16 (v);
+      return ns_bf16_to_f32 (((uint16_t *) bytes)[i]);
+    case NS_DTYPE_F16:
+      ((uint16_t *) bytes)[i] = ns_f32_to_f16 (v);
+      return ns_f16_to_f32 (((uint16_t *) bytes)[i]);
+    default:
+      ((float *) bytes)[i] = v;
+      return v;
+    }
+}
+
+/* Fills bytes (n elements of dtype) and exact from seed. */
+static void
+generate (guint32 seed, NsDType dtype, size_t n, float scale, void *bytes, double *exact)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    exact[i] = store (bytes, dtype, i, (float) g_rand_double_range (rng, -scale, scale));
+}
+
+double *
+ops_weight_values (guint32 seed, NsDType dtype, size_t n, float scale)
+{
+  g_autofree void *bytes = g_malloc (MAX (n, 1) * ns_dtype_size (dtype));
+  double *exact = g_new (double, MAX (n, 1));
+  generate (seed, dtype, n, scale, bytes, exact);
+  return exact;
+}
+
+const NsMat *
+ops_mat (const OpsWeight *w)
+{
+  return w ? &w->mat : NULL;
+}
+
+OpsWeight *
+ops_weight_new (NsBackend *b, guint32 seed, NsDType dtype, int rows, int cols, float scale)
+{
+  size_t n = (size_t) rows * cols;
+  OpsWeight *w = g_new0 (OpsWeight, 1);
+  w->b = b;
+  w->bytes = g_malloc (n * ns_dtype_size (dtype));
+  w->exact = g_new (double, n);
+  generate (seed, dtype, n, scale, w->bytes, w->exact);
+
+  NsTensorView view = { .name = (char *) "test.weight", .dtype = dtype, .n_dims = 2,
+                        .shape = { rows, cols }, .data = w->bytes,
+                        .n_bytes = n * ns_dtype_size (dtype), .file = "ops-test" };
+  GError *error = NULL;
+  g_assert_true (b->ops->upload (b, &view, &w->mat, &error));
+  g_assert_no_error (error);
+  return w;
+}
+
+void
+ops_weight_free (OpsWeight *w)
+{
+  if (w == NULL)
+    return;
+  w->b->ops->release (w->b, &w->mat);
+  g_free (w->bytes);
+  g_free (w->exact);
+  g_free (w);
+}
+
+float *
+ops_upload (NsBackend *b, const float *host, size_t n)
+{
+  GError *error = NULL;
+  float *dev = b->ops->alloc (b, n, &error);
+  g_assert_no_error (error);
+  b->ops->write (b, dev, host, n);
+  return dev;
+}
+
+float *
+ops_poisoned (NsBackend *b, size_t n)
+{
+  float *nan = g_new (float, MAX (n, 1));
+  for (size_t i = 0; i < n; i++)
+    nan[i] = NAN;
+  float *dev = ops_upload (b, nan, n);
+  g_free (nan);
+  return dev;
+}
+
+float *
+ops_download (NsBackend *b, const float *dev, size_t n)
+{
+  float *host = g_new (float, MAX (n, 1));
+  b->ops->read (b, host, dev, n);
+  GError *error = NULL;
+  g_assert_true (b->ops->sync (b, &error));
+  return host;
+}
+
+void
+ops_check (const char *what, OpsRunFunc run, gconstpointer data, const double *ref, size_t n,
+           double tol)
+{
+  float *results[G_N_ELEMENTS (ops_thread_counts)];
+  for (guint t = 0; t < G_N_ELEMENTS (ops_thread_counts); t++)
+    {
+      NsBackend *b = ns_backend_cpu_new (ops_thread_counts[t]);
+      results[t] = run (b, data);
+      ns_backend_destroy (b);
+      g_autofree char *label = g_strdup_printf ("%s [%d threads]", what, ops_thread_counts[t]);
+      ops_assert_close (label, results[t], ref, n, tol);
+    }
+  g_autofree char *label = g_strdup_printf ("%s [1 vs %d threads]", what, OPS_THREADS_MANY);
+  ops_assert_same (label, results[1], results[0], n, tol);
+  for (guint t = 0; t < G_N_ELEMENTS (ops_thread_counts); t++)
+    g_free (results[t]);
+}
+
+void
+ops_assert_close (const char *what, const float *ours, const double *ref, size_t n, double tol)
+{
+  NsTensorView view = { .name = (char *) "reference", .dtype = NS_DTYPE_F64, .n_dims = 1,
+                        .shape = { (int64_t) n }, .data = ref, .n_bytes = n * sizeof (double) };
+  ns_test_assert_close (what, ours, &view, n, tol);
+}
+
+void
+ops_assert_same (const char *what, const float *ours, const float *other, size_t n, double tol)
+{
+  double *ref = ops_to_double (other, n);
+  ops_assert_close (what, ours, ref, n, tol);
+  g_free (ref);
+}
+
+double *
+ops_to_double (const float *x, size_t n)
+{
+  double *d = g_new (double, MAX (n, 1));
+  for (size_t i = 0; i < n; i++)
+    d[i] = x[i];
+  return d;
+}

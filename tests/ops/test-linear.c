@@ -1,0 +1,151 @@
+/* test-linear.c — linear (decode GEMV and prefill matmul paths) and
+ * embedding against naive double-precision loops, for every weight dtype. */
+#include "ops-util.h"
+
+#define LINEAR_TOL 2e-5
+
+typedef struct {
+  int rows, cols, outs;
+  gboolean bias, accumulate;
+  NsDType dtype;
+  guint32 seed;           /* weight seed; the bias uses seed + 1 */
+  const float *x, *y0;    /* y0: the output's old value when accumulating */
+} LinearCase;
+
+static float
+weight_scale (const LinearCase *lc)
+{
+  return 1.0f / sqrtf (lc->cols);
+}
+
+/* ref[r, o] = y0[r, o] + bias[o] + Σ_i x[r, i] · W[o, i] */
+static double *
+reference (const LinearCase *lc)
+{
+  g_autofree double *w = ops_weight_values (lc->seed, lc->dtype, (size_t) lc->outs * lc->cols,
+                                            weight_scale (lc));
+  g_autofree double *bias = lc->bias ? ops_weight_values (lc->seed + 1, lc->dtype, lc->outs, 0.5f)
+                                     : NULL;
+  double *ref = g_new (double, (size_t) lc->rows * lc->outs);
+  for (int r = 0; r < lc->rows; r++)
+    for (int o = 0; o < lc->outs; o++)
+      {
+        double s = (lc->y0 ? lc->y0[r * lc->outs + o] : 0.0) + (bias ? bias[o] : 0.0);
+        for (int i = 0; i < lc->cols; i++)
+          s += (double) lc->x[r * lc->cols + i] * w[(size_t) o * lc->cols + i];
+        ref[r * lc->outs + o] = s;
+      }
+  return ref;
+}
+
+static float *
+run_linear (NsBackend *b, gconstpointer data)
+{
+  const LinearCase *lc = data;
+  size_t n_out = (size_t) lc->rows * lc->outs;
+  OpsWeight *w = ops_weight_new (b, lc->seed, lc->dtype, lc->outs, lc->cols, weight_scale (lc));
+  OpsWeight *bias = lc->bias ? ops_weight_new (b, lc->seed + 1, lc->dtype, 1, lc->outs, 0.5f)
+                             : NULL;
+  float *x = ops_upload (b, lc->x, (size_t) lc->rows * lc->cols);
+  float *y = lc->y0 ? ops_upload (b, lc->y0, n_out) : ops_poisoned (b, n_out);
+  b->ops->linear (b, y, x, &w->mat, ops_mat (bias), lc->rows, lc->accumulate);
+  float *result = ops_download (b, y, n_out);
+  b->ops->free (b, x);
+  b->ops->free (b, y);
+  ops_weight_free (w);
+  ops_weight_free (bias);
+  return result;
+}
+
+static void
+check_linear (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean bias,
+              gboolean accumulate)
+{
+  size_t n_out = (size_t) rows * outs;
+  g_autofree float *x = ops_random (rng, (size_t) rows * cols, 1.0f);
+  g_autofree float *y0 = accumulate ? ops_random (rng, n_out, 1.0f) : NULL;
+  LinearCase lc = { rows, cols, outs, bias, accumulate, dtype, g_rand_int (rng), x, y0 };
+  g_autofree double *ref = reference (&lc);
+  g_autofree char *what = g_strdup_printf ("linear %s rows %d, %d → %d%s%s",
+                                           ns_dtype_name (dtype), rows, cols, outs,
+                                           bias ? ", bias" : "", accumulate ? ", accumulate" : "");
+  ops_check (what, run_linear, &lc, ref, n_out, LINEAR_TOL);
+}
+
+/* Decode sizes: 1–7 rows (the row groups of the GEMV and their remainders),
+ * widths below, at and above one F16 conversion chunk, odd everywhere; the
+ * largest is big enough to run on several threads. */
+static void
+test_linear_decode (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (11);
+  const int shapes[][2] = { { 1, 1 }, { 37, 5 }, { 256, 64 }, { 1029, 19 }, { 517, 97 } };
+  for (int d = 0; d < 3; d++)
+    for (int s = 0; s < (int) G_N_ELEMENTS (shapes); s++)
+      for (int rows = 1; rows <= 7; rows++)
+        check_linear (rng, ops_weight_dtypes[d], rows, shapes[s][0], shapes[s][1],
+                      rows % 2 == 1, rows % 3 == 0);
+}
+
+/* Prefill sizes: rows past the GEMV limit, not multiples of the 6-row tile;
+ * columns not multiples of the 16-wide panel; k over one 256 block. */
+static void
+test_linear_prefill (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (12);
+  for (int d = 0; d < 3; d++)
+    {
+      check_linear (rng, ops_weight_dtypes[d], 9, 17, 3, TRUE, FALSE);
+      check_linear (rng, ops_weight_dtypes[d], 13, 300, 37, FALSE, TRUE);
+      check_linear (rng, ops_weight_dtypes[d], 50, 517, 70, TRUE, TRUE);
+      check_linear (rng, ops_weight_dtypes[d], 64, 128, 130, FALSE, FALSE);
+    }
+}
+
+typedef struct {
+  NsDType dtype;
+  int vocab, dim, n;
+  const int32_t *ids;
+} EmbeddingCase;
+
+static float *
+run_embedding (NsBackend *b, gconstpointer data)
+{
+  const EmbeddingCase *ec = data;
+  size_t n_out = (size_t) ec->n * ec->dim;
+  OpsWeight *table = ops_weight_new (b, 5, ec->dtype, ec->vocab, ec->dim, 1.0f);
+  float *out = ops_poisoned (b, n_out);
+  b->ops->embedding (b, out, &table->mat, ec->ids, ec->n);
+  float *result = ops_download (b, out, n_out);
+  b->ops->free (b, out);
+  ops_weight_free (table);
+  return result;
+}
+
+static void
+test_embedding (void)
+{
+  const int32_t ids[] = { 0, 12, 3, 12, 9, 1 };
+  for (int d = 0; d < 3; d++)
+    for (int dim = 1; dim <= 7; dim += 6)
+      {
+        EmbeddingCase ec = { ops_weight_dtypes[d], 13, dim, G_N_ELEMENTS (ids), ids };
+        g_autofree double *table = ops_weight_values (5, ec.dtype, (size_t) ec.vocab * dim, 1.0f);
+        g_autofree double *ref = g_new (double, (size_t) ec.n * dim);
+        for (int i = 0; i < ec.n; i++)
+          memcpy (ref + (size_t) i * dim, table + (size_t) ids[i] * dim, dim * sizeof (double));
+        g_autofree char *what = g_strdup_printf ("embedding %s dim %d",
+                                                 ns_dtype_name (ec.dtype), dim);
+        ops_check (what, run_embedding, &ec, ref, (size_t) ec.n * dim, 0.0);
+      }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/ops/linear/decode", test_linear_decode);
+  g_test_add_func ("/ops/linear/prefill", test_linear_prefill);
+  g_test_add_func ("/ops/embedding", test_embedding);
+  return g_test_run ();
+}
