@@ -1,17 +1,337 @@
-/* cmd-generate.c — placeholder until its owner lands it (development only). */
+/* cmd-generate.c — `nextstep generate` and `nextstep edit`: one request from
+ * the command line to PNG files. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <png.h>
+
+#include "nextstep.h"
 #include "commands.h"
+
+typedef struct {
+  char *model, *vae, *prompt, *positive, *negative, *cfg_schedule, *sampler, *use_norm;
+  char *seed, *noise, *save_tokens, *backend, *preview_dir, *output, *image;
+  int width, height, images, steps, threads;
+  double cfg, cfg_img, shift;
+} Args;
+
+typedef struct {
+  gboolean tty;
+  gint64 start_us;
+  const char *preview_dir;
+} Progress;
+
+static void
+args_clear (Args *a)
+{
+  char *strs[] = { a->model, a->vae, a->prompt, a->positive, a->negative, a->cfg_schedule,
+                   a->sampler, a->use_norm, a->seed, a->noise, a->save_tokens, a->backend,
+                   a->preview_dir, a->output, a->image };
+  for (size_t i = 0; i < G_N_ELEMENTS (strs); i++)
+    g_free (strs[i]);
+}
+
+/* ---- PNG ---------------------------------------------------------------- */
+
+static guint8 *
+read_png (const char *path, int *width, int *height, GError **error)
+{
+  png_image img;
+  memset (&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file (&img, path))
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "Cannot read %s as PNG: %s", path,
+                   img.message);
+      return NULL;
+    }
+  img.format = PNG_FORMAT_RGBA;
+  if (img.width == 0 || img.height == 0 || img.width > 16384 || img.height > 16384)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "%s: image size %u×%u is not usable "
+                   "(1 to 16384 pixels a side)", path, img.width, img.height);
+      png_image_free (&img);
+      return NULL;
+    }
+  guint8 *rgba = g_malloc (PNG_IMAGE_SIZE (img));
+  if (!png_image_finish_read (&img, NULL, rgba, 0, NULL))
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "Cannot decode %s: %s", path, img.message);
+      g_free (rgba);
+      return NULL;
+    }
+  *width = (int) img.width;
+  *height = (int) img.height;
+  return rgba;
+}
+
+static gboolean
+write_png (const char *path, const guint8 *rgba, int width, int height, GError **error)
+{
+  png_image img;
+  memset (&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  img.width = width;
+  img.height = height;
+  img.format = PNG_FORMAT_RGBA;
+  if (!png_image_write_to_file (&img, path, 0, rgba, width * 4, NULL))
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FILE, "Cannot write %s: %s", path, img.message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* out.png for one image, out-1.png … out-N.png for several. */
+static char *
+output_name (const char *output, int index, int count)
+{
+  if (count == 1)
+    return g_strdup (output);
+  gsize len = strlen (output);
+  if (len > 4 && g_ascii_strcasecmp (output + len - 4, ".png") == 0)
+    len -= 4;
+  return g_strdup_printf ("%.*s-%d.png", (int) len, output, index + 1);
+}
+
+/* ---- progress ----------------------------------------------------------- */
+
+static void
+on_token (int image, int token, int n_tokens, gpointer data)
+{
+  Progress *p = data;
+  if (!p->tty || image != 0)
+    return;
+  if (token == 0)
+    p->start_us = g_get_monotonic_time ();
+  double secs = (g_get_monotonic_time () - p->start_us) / 1e6;
+  double rate = token > 0 && secs > 0 ? token / secs : 0;
+  int done = token + 1, width = 30, fill = done * width / n_tokens;
+  fprintf (stderr, "\r[%.*s%*s] %d/%d tokens  %.1f tok/s  ETA %.0fs ", fill,
+           "##############################", width - fill, "", done, n_tokens, rate,
+           rate > 0 ? (n_tokens - done) / rate : 0.0);
+  if (done == n_tokens)
+    fputc ('\n', stderr);
+}
+
+static void
+on_preview (int image, const guint8 *rgba, int width, int height, int tokens_done,
+            gboolean vae_decoded, gpointer data)
+{
+  Progress *p = data;
+  int grid_w = width / 16;
+  if (!vae_decoded && tokens_done % grid_w != 0)
+    return;
+  g_autofree char *name = g_strdup_printf ("preview-%d-%05d%s.png", image + 1, tokens_done,
+                                           vae_decoded ? "-vae" : "");
+  g_autofree char *path = g_build_filename (p->preview_dir, name, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!write_png (path, rgba, width, height, &error))
+    fprintf (stderr, "warning: %s\n", error->message);
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static gboolean
+parse_choices (const Args *a, NsRequest *r, NsLoadOptions *lo, GError **error)
+{
+  if (a->sampler && !ns_sampler_from_name (a->sampler, &r->sampler))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--sampler %s: use hf-sde, gh-grid or ode", a->sampler), FALSE;
+  if (a->backend && !ns_backend_from_name (a->backend, &lo->backend))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--backend %s: use auto, cpu or cuda", a->backend), FALSE;
+  if (a->cfg_schedule && strcmp (a->cfg_schedule, "constant") != 0
+      && strcmp (a->cfg_schedule, "linear") != 0)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--cfg-schedule %s: use constant or linear", a->cfg_schedule), FALSE;
+  r->cfg_schedule = a->cfg_schedule && strcmp (a->cfg_schedule, "linear") == 0
+    ? NS_CFG_LINEAR : NS_CFG_CONSTANT;
+  if (a->use_norm && strcmp (a->use_norm, "on") != 0 && strcmp (a->use_norm, "off") != 0
+      && strcmp (a->use_norm, "auto") != 0)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--use-norm %s: use on, off or auto", a->use_norm), FALSE;
+  r->use_norm = a->use_norm == NULL || strcmp (a->use_norm, "auto") == 0 ? -1
+              : strcmp (a->use_norm, "on") == 0;
+  if (a->seed && !g_ascii_string_to_unsigned (a->seed, 10, 0, G_MAXUINT64, &r->seed, NULL))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--seed %s: use a whole number ≥ 0", a->seed), FALSE;
+  return TRUE;
+}
+
+static gboolean
+check_numbers (const Args *a, gboolean edit, GError **error)
+{
+  if ((a->width == 0) != (a->height == 0))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "Give both --width and --height, or neither"), FALSE;
+  if (a->width < 0 || a->height < 0 || a->images < 0 || a->steps < 0 || a->threads < 0)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--width, --height, --images, --steps and --threads must be positive"),
+           FALSE;
+  if (a->prompt == NULL)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--prompt is required"), FALSE;
+  if (a->output == NULL)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "-o OUT.png is required"), FALSE;
+  if (edit && a->image == NULL)
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--image IN.png is required for edit"), FALSE;
+  return TRUE;
+}
+
+static int
+fail (GError *error)
+{
+  fprintf (stderr, "nextstep: %s\n", error->message);
+  g_error_free (error);
+  return 1;
+}
+
+static gboolean
+save_images (const NsResult *res, const char *output, GError **error)
+{
+  for (int i = 0; i < res->n_images; i++)
+    {
+      g_autofree char *path = output_name (output, i, res->n_images);
+      if (!write_png (path, res->rgba[i], res->width, res->height, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static int
+run_request (Args *a, gboolean edit)
+{
+  GError *error = NULL;
+  NsRequest r;
+  NsLoadOptions lo = { 0 };
+  ns_request_init (&r);
+  if (!check_numbers (a, edit, &error) || !parse_choices (a, &r, &lo, &error))
+    return fail (error);
+  g_autofree guint8 *input = NULL;
+  if (edit && !(input = read_png (a->image, &r.input.width, &r.input.height, &error)))
+    return fail (error);
+  r.input.rgba = input;
+  r.input.stride = r.input.width * 4;
+  r.mode = edit ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  r.prompt = a->prompt;
+  r.positive = a->positive;
+  r.negative = a->negative;
+  r.width = a->width;
+  r.height = a->height;
+  r.images = a->images ? a->images : 1;
+  r.steps = a->steps;
+  r.cfg = a->cfg;
+  r.cfg_img = a->cfg_img;
+  r.shift = a->shift;
+  r.noise_file = a->noise;
+
+  g_autofree char *model_dir = ns_model_find (a->model, edit, &error);
+  if (model_dir == NULL)
+    return fail (error);
+  lo.model_dir = model_dir;
+  lo.vae_dir = a->vae;
+  lo.threads = a->threads;
+  g_autoptr (NsModel) model = ns_model_load (&lo, &error);
+  if (model == NULL)
+    return fail (error);
+  if (ns_model_get_backend_note (model) && lo.backend == NS_BACKEND_AUTO && isatty (2))
+    fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
+
+  Progress progress = { isatty (2), 0, a->preview_dir };
+  r.on_token = on_token;
+  r.user_data = &progress;
+  if (a->preview_dir)
+    {
+      if (g_mkdir_with_parents (a->preview_dir, 0755) != 0)
+        {
+          fprintf (stderr, "nextstep: cannot create %s: %s\n", a->preview_dir,
+                   g_strerror (errno));
+          return 1;
+        }
+      r.on_preview = on_preview;
+      r.preview_every = 8;
+    }
+  g_autoptr (NsResult) res = ns_model_run (model, &r, &error);
+  if (res == NULL || !save_images (res, a->output, &error)
+      || (a->save_tokens && !ns_result_save_tokens (res, a->save_tokens, &error)))
+    return fail (error);
+  return 0;
+}
+
+static int
+command (int argc, char **argv, gboolean edit)
+{
+  Args a = { 0 };
+  /* Prompt texts are FILENAME options: taken byte for byte (UTF-8 is checked
+   * by the tokenizer), never converted from the locale's charset. */
+  GOptionEntry common[] = {
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &a.model, "Model folder (default: search)", "DIR" },
+    { "vae", 0, 0, G_OPTION_ARG_FILENAME, &a.vae, "VAE folder (default: beside the model)", "DIR" },
+    { "prompt", 0, 0, G_OPTION_ARG_FILENAME, &a.prompt,
+      edit ? "Editing instruction" : "Caption", "TEXT" },
+    { "positive", 0, 0, G_OPTION_ARG_FILENAME, &a.positive, "Positive prompt ('' for none)", "TEXT" },
+    { "negative", 0, 0, G_OPTION_ARG_FILENAME, &a.negative, "Negative prompt ('' for empty)", "TEXT" },
+    { "width", 0, 0, G_OPTION_ARG_INT, &a.width, "Output width (multiple of 16)", "PX" },
+    { "height", 0, 0, G_OPTION_ARG_INT, &a.height, "Output height (multiple of 16)", "PX" },
+    { "images", 0, 0, G_OPTION_ARG_INT, &a.images, "Images to make (1)", "N" },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &a.steps, "Sampling steps per token", "N" },
+    { "cfg", 0, 0, G_OPTION_ARG_DOUBLE, &a.cfg, "Text guidance scale (≥ 1)", "F" },
+    { "cfg-schedule", 0, 0, G_OPTION_ARG_STRING, &a.cfg_schedule, "constant or linear", "S" },
+    { "shift", 0, 0, G_OPTION_ARG_DOUBLE, &a.shift, "Time shift", "F" },
+    { "sampler", 0, 0, G_OPTION_ARG_STRING, &a.sampler, "hf-sde, gh-grid or ode", "NAME" },
+    { "use-norm", 0, 0, G_OPTION_ARG_STRING, &a.use_norm, "on, off or auto", "MODE" },
+    { "seed", 0, 0, G_OPTION_ARG_STRING, &a.seed, "Random seed (42)", "N" },
+    { "noise", 0, 0, G_OPTION_ARG_FILENAME, &a.noise, "Take the draws from a golden run file", "FILE" },
+    { "save-tokens", 0, 0, G_OPTION_ARG_FILENAME, &a.save_tokens,
+      "Write tokens, latents, decoded and image_u8 as safetensors", "FILE" },
+    { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu or cuda", "NAME" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
+    { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.preview_dir, "Write preview PNGs here", "DIR" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.output, "Output PNG", "OUT.png" },
+    { NULL }
+  };
+  GOptionEntry edit_only[] = {
+    { "image", 0, 0, G_OPTION_ARG_FILENAME, &a.image, "Input image", "IN.png" },
+    { "cfg-img", 0, 0, G_OPTION_ARG_DOUBLE, &a.cfg_img, "Image guidance scale (≥ 1)", "F" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);
+  g_option_context_set_summary (ctx, edit ? "Edit an image following an instruction."
+                                          : "Generate images from a prompt.");
+  g_option_context_add_main_entries (ctx, common, NULL);
+  if (edit)
+    g_option_context_add_main_entries (ctx, edit_only, NULL);
+  GError *error = NULL;
+  int rc;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      fprintf (stderr, "%s: %s\n", argv[0], error->message);
+      g_error_free (error);
+      rc = 2;
+    }
+  else if (argc > 1)
+    {
+      fprintf (stderr, "%s: unexpected argument '%s'\n", argv[0], argv[1]);
+      rc = 2;
+    }
+  else
+    rc = run_request (&a, edit);
+  args_clear (&a);
+  return rc;
+}
 
 int
 ns_cmd_generate (int argc, char **argv)
 {
-  (void) argc;
-  fprintf (stderr, "%s: not built yet\n", argv[0]);
-  return 1;
+  return command (argc, argv, FALSE);
 }
 
 int
 ns_cmd_edit (int argc, char **argv)
 {
-  return ns_cmd_generate (argc, argv);
+  return command (argc, argv, TRUE);
 }
