@@ -10,8 +10,10 @@ G_BEGIN_DECLS
 
 typedef struct NsTokenizer NsTokenizer;
 
-/* Loads <dir>/tokenizer.json and <dir>/tokenizer_config.json. Refuses model
- * types, normalizers, pre-tokenizers or options it does not implement. */
+/* Loads <dir>/tokenizer.json and <dir>/tokenizer_config.json (optional: no
+ * BOS without it). Refuses model types, normalizers, pre-tokenizers or
+ * options it does not implement. A loaded tokenizer may encode and decode
+ * from several threads at once. */
 NsTokenizer *ns_tokenizer_load (const char *dir, GError **error);
 /* From tokenizer.json text already in memory (fuzz entry point);
  * tokenizer_config may be NULL. */
@@ -27,6 +29,10 @@ gboolean ns_tokenizer_encode (NsTokenizer *tok, const char *text, gssize len,
 /* ids → text; invalid byte runs become U+FFFD as HF does; unknown ids are an
  * error. */
 char    *ns_tokenizer_decode (NsTokenizer *tok, const int32_t *ids, gsize n, GError **error);
+/* Same, also giving the length: decoded text may contain NUL bytes (token
+ * of byte 0), which ns_tokenizer_decode's callers cannot see past. */
+char    *ns_tokenizer_decode_len (NsTokenizer *tok, const int32_t *ids, gsize n, gsize *len,
+                                  GError **error);
 /* Id of an added token or vocabulary entry given by its exact content; -1. */
 int32_t  ns_tokenizer_token_id (const NsTokenizer *tok, const char *content);
 /* The BOS token text from tokenizer_config.json, NULL when null. */
