@@ -1,0 +1,345 @@
+/* interactive.c — see interactive.h. */
+#include <libgimp/gimpui.h>
+
+#include "arguments.h"
+#include "canvas.h"
+#include "interactive.h"
+#include "ns-dialog.h"
+#include "plugin-intl.h"
+#include "results.h"
+
+#define PLUG_IN_BINARY "nextstep"
+
+enum { RESPONSE_NEW = 1, RESPONSE_VARY, RESPONSE_REGENERATE };
+
+/* One open dialog and where its results go. */
+typedef struct {
+  NsMode        mode;
+  GimpImage    *image;          /* NULL until generate's first Insert */
+  GimpDrawable *drawable;       /* the edit source; the layer results go above */
+  gboolean      limit_to_selection;
+  NsEditRegion  region;         /* where the last edit source came from */
+  GPtrArray    *layers;         /* the inserted layers, for the return values */
+  GMainLoop    *loop;
+  GimpLayer    *preview;        /* the live canvas preview of a run, or NULL */
+} Session;
+
+/* ---- Last-used values <-> dialog settings ------------------------------ */
+
+static char *
+non_empty (char *text)
+{
+  if (text != NULL && *text == '\0')
+    g_clear_pointer (&text, g_free);
+  return text;
+}
+
+static void
+settings_from_config (GimpProcedureConfig *config, NsMode mode,
+                      NsDialogSettings *s)
+{
+  g_autofree char *sampler = NULL, *backend = NULL;
+  int seed;
+
+  ns_dialog_settings_init (s);
+  s->mode = mode;
+  g_object_get (config,
+                mode == NS_MODE_EDIT ? "instruction" : "prompt", &s->prompt,
+                "negative-prompt", &s->negative, "steps", &s->steps,
+                "cfg", &s->cfg, "seed", &seed, "sampler", &sampler,
+                "backend", &backend, "model", &s->model_dir, "vae", &s->vae_dir,
+                NULL);
+  if (mode == NS_MODE_EDIT)
+    g_object_get (config, "cfg-img", &s->cfg_img, NULL);
+  else
+    {
+      int width, height;
+      g_object_get (config, "width", &width, "height", &height,
+                    "images", &s->images, NULL);
+      ns_plugin_token_grid (width, height, 0, &s->width, &s->height);
+      s->images = MIN (s->images, 8);   /* the dialog's limit */
+    }
+  s->negative = non_empty (s->negative);
+  s->model_dir = non_empty (s->model_dir);
+  s->vae_dir = non_empty (s->vae_dir);
+  if (sampler != NULL && *sampler != '\0')
+    ns_sampler_from_name (sampler, &s->sampler);
+  ns_backend_from_name (backend, &s->backend);
+  s->seed_mode = seed < 0 ? NS_SEED_RANDOM : NS_SEED_FIXED;
+  s->seed = MAX (seed, 0);
+}
+
+static void
+settings_to_config (const NsDialogSettings *s, GimpProcedureConfig *config)
+{
+  int seed = s->seed_mode == NS_SEED_RANDOM ? -1 : (int) MIN (s->seed, G_MAXINT);
+
+  g_object_set (config,
+                s->mode == NS_MODE_EDIT ? "instruction" : "prompt",
+                s->prompt != NULL ? s->prompt : "",
+                "negative-prompt", s->negative != NULL ? s->negative : "",
+                "steps", s->steps, "cfg", s->cfg, "seed", seed,
+                "sampler", s->sampler == NS_SAMPLER_DEFAULT
+                           ? "" : ns_sampler_name (s->sampler),
+                "backend", ns_backend_name (s->backend),
+                "model", s->model_dir != NULL ? s->model_dir : "",
+                "vae", s->vae_dir != NULL ? s->vae_dir : "",
+                NULL);
+  if (s->mode == NS_MODE_EDIT)
+    g_object_set (config, "cfg-img", s->cfg_img, NULL);
+  else
+    g_object_set (config, "width", s->width, "height", s->height,
+                  "images", s->images, NULL);
+}
+
+/* ---- "Regenerate / vary seed" for a layer NextStep made ---------------- */
+
+static int
+ask_about_recipe (const NsRecipe *recipe)
+{
+  GtkWidget *ask = gtk_message_dialog_new (NULL, GTK_DIALOG_MODAL,
+                                           GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE,
+                                           _("This layer was made by NextStep"));
+  int response;
+
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (ask),
+                                            _("“%s”, seed %" G_GUINT64_FORMAT
+                                              ". Start from its settings?"),
+                                            recipe->prompt, recipe->seed);
+  gtk_dialog_add_buttons (GTK_DIALOG (ask),
+                          _("_New"), RESPONSE_NEW,
+                          _("_Vary Seed"), RESPONSE_VARY,
+                          _("_Regenerate"), RESPONSE_REGENERATE, NULL);
+  gtk_dialog_set_default_response (GTK_DIALOG (ask), RESPONSE_REGENERATE);
+  gimp_window_set_transient (GTK_WINDOW (ask));
+  response = gtk_dialog_run (GTK_DIALOG (ask));
+  gtk_widget_destroy (ask);
+  return response;
+}
+
+/* Replaces @settings by @drawable's recipe when it has one of @mode's kind
+ * and the user wants to make it again (same seed) or vary it (new seed). */
+static void
+offer_recipe (GimpDrawable *drawable, NsMode mode, NsDialogSettings *settings)
+{
+  g_autofree char *json = drawable != NULL
+                          ? ns_canvas_get_recipe (GIMP_ITEM (drawable)) : NULL;
+  g_autoptr (NsRecipe) recipe = json != NULL ? ns_recipe_from_json (json, NULL) : NULL;
+  const char *kind = mode == NS_MODE_EDIT ? "edit" : "generate";
+  int response;
+
+  if (recipe == NULL || g_strcmp0 (recipe->mode, kind) != 0)
+    return;
+  response = ask_about_recipe (recipe);
+  if (response != RESPONSE_VARY && response != RESPONSE_REGENERATE)
+    return;
+  if (ns_dialog_settings_from_recipe (settings, recipe, NULL)
+      && response == RESPONSE_VARY)
+    settings->seed_mode = NS_SEED_RANDOM;
+}
+
+/* ---- Dialog callbacks (main thread) ------------------------------------ */
+
+static GBytes *
+read_source (NsDialog *dialog, int *width, int *height, gpointer user_data,
+             GError **error)
+{
+  Session *s = user_data;
+
+  /* The dialog is modeless: the layer may be gone, the selection moved. */
+  if (! gimp_item_is_valid (GIMP_ITEM (s->drawable)))
+    {
+      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                           _("The layer to edit was deleted or its image "
+                             "closed. Close this dialog and start again."));
+      return NULL;
+    }
+  if (! ns_canvas_edit_region (s->drawable, &s->region, error))
+    return NULL;
+  return ns_canvas_read_source (&s->region, width, height, error);
+}
+
+/* Where an Insert goes: the last edit source's region, or the top left of
+ * the image for generate. */
+static NsPlacement
+placement (Session *s, int width, int height)
+{
+  gboolean drawable_ok = s->drawable != NULL
+                         && gimp_item_is_valid (GIMP_ITEM (s->drawable));
+  NsPlacement p = { s->image, drawable_ok ? s->drawable : NULL,
+                    0, 0, width, height, FALSE };
+
+  if (s->mode == NS_MODE_EDIT)
+    {
+      p.x = s->region.x;
+      p.y = s->region.y;
+      p.width = s->region.width;
+      p.height = s->region.height;
+      p.mask = s->limit_to_selection && s->region.has_selection;
+    }
+  if (p.image != NULL && ! gimp_image_is_valid (p.image))
+    p.image = NULL;
+  return p;
+}
+
+static void
+on_insert (NsDialog *dialog, GBytes *rgba, int width, int height,
+           const char *recipe_json, Session *s)
+{
+  GError *error = NULL;
+  NsPlacement p = placement (s, width, height);
+  const guint8 *pixels = g_bytes_get_data (rgba, NULL);
+  g_autofree GimpLayer **layers = NULL;
+
+  if (s->mode == NS_MODE_EDIT && p.image == NULL)
+    {
+      gimp_message (_("The image to edit was closed: the result cannot be "
+                      "inserted."));
+      return;
+    }
+  layers = ns_results_insert (&p, 1, &pixels, width, height, &recipe_json,
+                              &error);
+  if (layers == NULL)
+    {
+      gimp_message (error->message);
+      g_error_free (error);
+      return;
+    }
+  if (p.image != s->image)
+    {
+      s->image = p.image;
+      gimp_display_new (s->image);
+    }
+  g_ptr_array_add (s->layers, layers[0]);
+  gimp_displays_flush ();
+}
+
+/* ---- Live preview on the canvas ----------------------------------------- */
+
+/* A temporary layer over the source (edit) or the image (generate) that
+ * shows the tokens as they arrive. Undo is frozen while it exists, so it
+ * never lands in the history; it goes when the run ends or is stopped, and
+ * only Insert adds a real layer. */
+static void
+on_preview (NsController *controller, int index, GBytes *rgba, int width,
+            int height, int tokens_done, gboolean vae_decoded, Session *s)
+{
+  if (index != 0 || s->image == NULL || ! gimp_image_is_valid (s->image))
+    return;
+  if (s->preview == NULL)
+    {
+      NsPlacement p = placement (s, width, height);
+      GError *error = NULL;
+
+      gimp_image_undo_freeze (s->image);
+      s->preview = ns_canvas_add_layer (s->image, p.above, _("NextStep preview"),
+                                        width, height, &error);
+      if (s->preview == NULL)
+        {
+          /* The dialog's own preview still works: say why, once, and go on. */
+          g_printerr ("nextstep: no canvas preview: %s\n", error->message);
+          g_error_free (error);
+          gimp_image_undo_thaw (s->image);
+          return;
+        }
+      gimp_layer_set_offsets (s->preview, p.x, p.y);
+    }
+  ns_canvas_write (s->preview, g_bytes_get_data (rgba, NULL), width, height);
+  gimp_displays_flush ();
+}
+
+static void
+remove_preview (Session *s)
+{
+  if (s->preview == NULL)
+    return;
+  if (gimp_item_is_valid (GIMP_ITEM (s->preview)))
+    gimp_image_remove_layer (s->image, s->preview);
+  if (gimp_image_is_valid (s->image))
+    gimp_image_undo_thaw (s->image);
+  s->preview = NULL;
+  gimp_displays_flush ();
+}
+
+static void
+on_busy_changed (NsDialog *dialog, GParamSpec *pspec, Session *s)
+{
+  if (! ns_dialog_is_busy (dialog))
+    remove_preview (s);
+}
+
+static gboolean
+on_delete (GtkWidget *window, GdkEvent *event, NsDialog *dialog)
+{
+  /* Closing waits for the worker; "closed" then ends the loop. */
+  ns_dialog_close (dialog);
+  return TRUE;
+}
+
+/* ---- The run -------------------------------------------------------------- */
+
+static GtkWidget *
+open_window (Session *s, NsDialogSettings *settings, GtkWidget **dialog)
+{
+  GtkWidget *window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
+
+  gtk_window_set_title (GTK_WINDOW (window),
+                        s->mode == NS_MODE_EDIT ? _("NextStep – Edit")
+                                                : _("NextStep – Generate"));
+  gtk_window_set_role (GTK_WINDOW (window), PLUG_IN_BINARY);
+  *dialog = ns_dialog_new (s->mode, settings);
+  gtk_container_add (GTK_CONTAINER (window), *dialog);
+  if (s->mode == NS_MODE_EDIT)
+    ns_dialog_set_source_func (NS_DIALOG (*dialog), read_source, s, NULL);
+  g_signal_connect (*dialog, "insert", G_CALLBACK (on_insert), s);
+  g_signal_connect (*dialog, "notify::busy", G_CALLBACK (on_busy_changed), s);
+  g_signal_connect (ns_dialog_get_controller (NS_DIALOG (*dialog)), "preview",
+                    G_CALLBACK (on_preview), s);
+  g_signal_connect_swapped (*dialog, "closed", G_CALLBACK (g_main_loop_quit),
+                            s->loop);
+  g_signal_connect (window, "delete-event", G_CALLBACK (on_delete), *dialog);
+  gimp_window_set_transient (GTK_WINDOW (window));
+  gtk_widget_show_all (window);
+  return window;
+}
+
+GimpValueArray *
+ns_interactive_run (GimpProcedure *procedure, NsMode mode, GimpImage *image,
+                    GimpDrawable *drawable, GimpProcedureConfig *config)
+{
+  Session s = { mode, image, drawable, FALSE, { 0 },
+                g_ptr_array_new (), g_main_loop_new (NULL, FALSE), NULL };
+  NsDialogSettings settings;
+  GtkWidget *dialog, *window;
+  GimpValueArray *values;
+
+  gimp_ui_init (PLUG_IN_BINARY);
+  settings_from_config (config, mode, &settings);
+  if (mode == NS_MODE_EDIT)
+    g_object_get (config, "limit-to-selection", &s.limit_to_selection, NULL);
+  offer_recipe (drawable, mode, &settings);
+
+  window = open_window (&s, &settings, &dialog);
+  g_main_loop_run (s.loop);
+  remove_preview (&s);
+
+  ns_dialog_settings_clear (&settings);
+  ns_dialog_get_settings (NS_DIALOG (dialog), &settings);
+  settings_to_config (&settings, config);
+  ns_dialog_settings_clear (&settings);
+  gtk_widget_destroy (window);
+
+  values = gimp_procedure_new_return_values (procedure,
+                                             s.layers->len > 0
+                                             ? GIMP_PDB_SUCCESS : GIMP_PDB_CANCEL,
+                                             NULL);
+  if (s.layers->len > 0)
+    {
+      g_ptr_array_add (s.layers, NULL);
+      GIMP_VALUES_SET_IMAGE (values, 1, s.image);
+      GIMP_VALUES_SET_CORE_OBJECT_ARRAY (values, 2, s.layers->pdata);
+    }
+  g_ptr_array_unref (s.layers);
+  g_main_loop_unref (s.loop);
+  return values;
+}
