@@ -2,6 +2,7 @@
  * training does it (most frequent adjacent pair first, ties broken by the
  * pair's text so the result never depends on hash order), so common English
  * words of the built-in text become single tokens. */
+#include <stdlib.h>
 #include <string.h>
 #include <json-glib/json-glib.h>
 
@@ -437,9 +438,8 @@ write_special_tokens_map (const char *dir, GError **error)
 }
 
 static int
-compare_content (gconstpointer a, gconstpointer b, gpointer user_data)
+compare_content (const void *a, const void *b)
 {
-  (void) user_data;
   return strcmp (added_tokens[*(const gsize *) a].content,
                  added_tokens[*(const gsize *) b].content);
 }
@@ -452,7 +452,7 @@ write_id_maps (const char *dir, const Bpe *bpe, GError **error)
   gsize order[G_N_ELEMENTS (added_tokens)];
   for (gsize i = 0; i < G_N_ELEMENTS (order); i++)
     order[i] = i;
-  g_qsort_with_data (order, G_N_ELEMENTS (order), sizeof order[0], compare_content, NULL);
+  qsort (order, G_N_ELEMENTS (order), sizeof order[0], compare_content);
   g_autoptr (JsonBuilder) added = json_builder_new ();
   json_builder_begin_object (added);
   for (gsize i = 0; i < G_N_ELEMENTS (order); i++)
