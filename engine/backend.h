@@ -7,9 +7,9 @@
  *    CPU backend, device memory for CUDA), allocated with `alloc`. Pointer
  *    arithmetic on them is allowed (sub-arrays).
  *  - Weights are NsMat: a [rows × cols] row-major matrix (a vector has
- *    rows = 1) in a storage dtype (F32, BF16, F16; the CUDA backend may also
- *    hold I8/F8_E4M3 with one float scale per row), uploaded once by
- *    `upload`. A conv weight [Co, Ci, k, k] is the matrix [Co × Ci·k·k].
+ *    rows = 1) in a storage dtype (F32, BF16, F16, or weight-only I8/F8_E4M3
+ *    with one float scale per row: W[o, i] = q[o, i] · scale[o]), uploaded
+ *    once by `upload`. A conv weight [Co, Ci, k, k] is the matrix [Co × Ci·k·k].
  *  - Ops are asynchronous on CUDA; `read`/`sync` wait.
  *  - Shapes are explicit ints; nothing is validated beyond g_return_if_fail:
  *    model code validates at load time.
@@ -23,7 +23,7 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  NsDType dtype;          /* F32, BF16, F16; CUDA also I8, F8_E4M3 */
+  NsDType dtype;          /* F32, BF16, F16, I8, F8_E4M3 */
   int rows, cols;
   const void *data;       /* backend memory */
   const float *scale;     /* per-row scales for I8/F8 (backend memory), else NULL */
@@ -43,7 +43,8 @@ typedef struct {
   void   (*copy) (NsBackend *b, float *dst, const float *src, size_t n);    /* backend → backend */
   /* Makes a weight from a file tensor (any float dtype; 1-D tensors become
    * one row; N-D tensors [d0, rest…] become d0 × prod(rest)). The CPU backend
-   * points into the mapping; CUDA copies (and may quantize). */
+   * points into the mapping; CUDA copies. Both quantize 2-D float matrices as
+   * the NsBackend's weight_format asks (ns_backend_upload_dtype). */
   gboolean (*upload) (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error);
   void   (*release) (NsBackend *b, NsMat *m);
   gboolean (*sync) (NsBackend *b, GError **error);
@@ -119,11 +120,36 @@ typedef struct {
    * token[i·gw + j][ch·p·p + a·p + bb] = latent[ch, p·i + a, p·j + bb]. */
   void (*patchify) (NsBackend *b, float *tokens, const float *latent, int c, int gh, int gw, int p);
   void (*unpatchify) (NsBackend *b, float *latent, const float *tokens, int c, int gh, int gw, int p);
+
+  /* Makes a weight from data quantized earlier (a `nextstep convert` cache):
+   * q is I8 or F8_E4M3 [rows, cols], scale its F32 [rows] per-row scales. */
+  gboolean (*upload_quantized) (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
+                                NsMat *out, GError **error);
 } NsBackendOps;
 
 struct NsBackend {
   const NsBackendOps *ops;
+  /* How `upload` stores float 2-D weights: AUTO/BF16 as published, INT8/FP8
+   * quantized per output row (cpu/quant.h), for matrices of at least
+   * quant_min_elements elements (NS_QUANT_MIN_ELEMENTS by default; tests set
+   * 0 to quantize the tiny golden models). Set before uploading. */
+  NsWeightFormat weight_format;
+  int64_t quant_min_elements;
 };
+
+#define NS_QUANT_MIN_ELEMENTS (1 << 20)
+
+/* Sets how later uploads store weights (see NsBackend). */
+static inline void
+ns_backend_set_weight_format (NsBackend *b, NsWeightFormat format, int64_t min_elements)
+{
+  b->weight_format = format;
+  b->quant_min_elements = min_elements;
+}
+
+/* The quantized dtype `upload` gives tensor t (2-D, float, large enough), or
+ * the tensor's own dtype when it stays as stored. */
+NsDType ns_backend_upload_dtype (const NsBackend *b, const NsTensorView *t);
 
 /* The CPU reference backend; threads = 0 uses every core. */
 NsBackend *ns_backend_cpu_new (int threads);
@@ -133,10 +159,10 @@ NsBackend *ns_backend_cpu_new (int threads);
 NsBackend *ns_backend_cuda_new (int device, guint64 memory_cap, GError **error);
 /* Bytes the CUDA backend may still allocate (for planning). */
 guint64 ns_backend_cuda_free_memory (NsBackend *b);
-/* How later uploads store large 2-D weights: BF16 (as published; F16/F32
- * tensors stay as they are) or weight-only INT8 / FP8 (E4M3) with one scale
- * per output row. Call before uploading. */
-void ns_backend_cuda_set_weight_format (NsBackend *b, NsWeightFormat format);
+/* TRUE when the device computes fp8 natively (sm_89 and newer). */
+gboolean ns_backend_cuda_has_fp8 (NsBackend *b);
+/* Most bytes the backend held at once since it was made. */
+guint64 ns_backend_cuda_peak_memory (NsBackend *b);
 
 static inline void ns_backend_destroy (NsBackend *b) { if (b) b->ops->destroy (b); }
 

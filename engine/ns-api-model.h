@@ -43,7 +43,10 @@ typedef struct {
   NsBackendKind backend;
   NsWeightFormat weights;
   int threads;                    /* CPU threads, 0 = all cores */
-  guint64 device_memory_cap;      /* test hook: pretend the GPU has this many bytes (0 = real) */
+  guint64 device_memory_cap;      /* test hook: pretend the GPU has this many bytes (0 = real);
+                                   * on the CPU backend the memory plan is checked against it */
+  int64_t quant_min_elements;     /* int8/fp8: quantize 2-D weights of at least this many
+                                   * elements (0 = 1 Mi, as the real model; tests use 1) */
   NsLoadProgressFunc progress;
   gpointer progress_data;
   GCancellable *cancellable;
@@ -58,6 +61,8 @@ const char *ns_model_get_dir (const NsModel *model);
 NsBackendKind ns_model_get_backend (const NsModel *model);
 /* Why AUTO chose the CPU (NULL when CUDA is used or CPU was asked for). */
 const char *ns_model_get_backend_note (const NsModel *model);
+/* The weight format really used (AUTO resolved: bf16 when it fits, else int8). */
+NsWeightFormat ns_model_get_weight_format (const NsModel *model);
 
 /* ---- Requests --------------------------------------------------------- */
 typedef struct {

@@ -7,8 +7,6 @@
 
 #include "cuda-common.cuh"
 
-#define NS_CUDA_MIN_QUANT_ELEMENTS (1 << 20)   /* smaller matrices stay as stored */
-
 static gboolean
 set_cuda_error (GError **error, cudaError_t err, const char *what)
 {
@@ -45,6 +43,7 @@ device_alloc (NsCudaBackend *cb, size_t bytes, GError **error)
       return NULL;
     }
   cb->allocated += bytes;
+  cb->peak = MAX (cb->peak, cb->allocated);
   g_hash_table_insert (cb->sizes, p, GSIZE_TO_POINTER (bytes));
   return p;
 }
@@ -118,17 +117,27 @@ cuda_sync (NsBackend *b, GError **error)
   return TRUE;
 }
 
-static gboolean
-should_quantize (const NsCudaBackend *cb, const NsTensorView *t, int64_t rows, int64_t cols)
+/* Copies host bytes into new device memory (NULL with an error). */
+static void *
+upload_bytes (NsCudaBackend *cb, const void *src, size_t bytes, GError **error)
 {
-  return (cb->weight_format == NS_WEIGHTS_INT8 || cb->weight_format == NS_WEIGHTS_FP8)
-         && t->n_dims == 2 && rows * cols >= NS_CUDA_MIN_QUANT_ELEMENTS;
+  void *data = device_alloc (cb, bytes, error);
+  if (data == NULL)
+    return NULL;
+  cudaError_t err = cudaMemcpyAsync (data, src, bytes, cudaMemcpyHostToDevice, cb->stream);
+  if (err != cudaSuccess)
+    {
+      device_free (cb, data);
+      set_cuda_error (error, err, "weight upload");
+      return NULL;
+    }
+  return data;
 }
 
 static gboolean
-upload_quantized (NsCudaBackend *cb, const NsTensorView *t, NsMat *out, GError **error)
+quantize_upload (NsCudaBackend *cb, const NsTensorView *t, NsDType q_dtype, NsMat *out,
+                 GError **error)
 {
-  NsDType q_dtype = cb->weight_format == NS_WEIGHTS_FP8 ? NS_DTYPE_F8_E4M3 : NS_DTYPE_I8;
   void *staging = device_alloc (cb, t->n_bytes, error);
   if (staging == NULL)
     return FALSE;
@@ -168,20 +177,49 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
       g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED, "tensor '%s' is too large", t->name);
       return FALSE;
     }
-  *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL };
-  if (should_quantize (cb, t, rows, cols))
-    return upload_quantized (cb, t, out, error);
-
-  void *data = device_alloc (cb, t->n_bytes, error);
-  if (data == NULL)
-    return FALSE;
-  cudaError_t err = cudaMemcpyAsync (data, t->data, t->n_bytes, cudaMemcpyHostToDevice,
-                                     cb->stream);
-  out->data = data;
-  if (err != cudaSuccess)
+  if ((size_t) (rows * cols) * ns_dtype_size (t->dtype) != t->n_bytes)
     {
-      device_free (cb, data);
-      return set_cuda_error (error, err, "weight upload");
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "%s: tensor '%s' holds %" G_GSIZE_FORMAT " bytes, not the %" G_GINT64_FORMAT
+                   " × %" G_GINT64_FORMAT " %s its shape says; the file is damaged",
+                   t->file ? t->file : "model", t->name, t->n_bytes, rows, cols,
+                   ns_dtype_name (t->dtype));
+      return FALSE;
+    }
+  *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL };
+  NsDType q_dtype = ns_backend_upload_dtype (b, t);
+  if (q_dtype != t->dtype)
+    return quantize_upload (cb, t, q_dtype, out, error);
+
+  out->data = upload_bytes (cb, t->data, t->n_bytes, error);
+  return out->data != NULL;
+}
+
+static gboolean
+cuda_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
+                       NsMat *out, GError **error)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  int64_t rows = q->n_dims >= 2 ? q->shape[0] : 1;
+  if ((q->dtype != NS_DTYPE_I8 && q->dtype != NS_DTYPE_F8_E4M3) || q->n_dims != 2
+      || rows > G_MAXINT || q->shape[1] > G_MAXINT || scale->dtype != NS_DTYPE_F32
+      || ns_tensor_n_elements (scale) != rows)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "quantized weight %s in %s: expected 2-D I8 or F8_E4M3 data with one F32 "
+                   "scale per row; delete the converted file and run nextstep convert again",
+                   q->name, q->file ? q->file : "(memory)");
+      return FALSE;
+    }
+  *out = (NsMat) { q->dtype, (int) rows, (int) q->shape[1], NULL, NULL };
+  out->data = upload_bytes (cb, q->data, q->n_bytes, error);
+  if (out->data == NULL)
+    return FALSE;
+  out->scale = (const float *) upload_bytes (cb, scale->data, scale->n_bytes, error);
+  if (out->scale == NULL)
+    {
+      device_free (cb, out->data);
+      return FALSE;
     }
   return TRUE;
 }
@@ -271,6 +309,7 @@ static const NsBackendOps cuda_ops = {
   ns_cuda_attention_spatial,
   ns_cuda_patchify,
   ns_cuda_unpatchify,
+  cuda_upload_quantized,
 };
 
 NsBackend *
@@ -304,7 +343,10 @@ ns_backend_cuda_new (int device, guint64 memory_cap, GError **error)
   guint64 usable = free_bytes > (512u << 20) ? free_bytes - (512u << 20) : 0;
   cb->memory_cap = memory_cap != 0 ? MIN (memory_cap, usable) : usable;
   cb->sizes = g_hash_table_new (g_direct_hash, g_direct_equal);
-  cb->weight_format = NS_WEIGHTS_BF16;
+  ns_backend_set_weight_format (&cb->base, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties (&prop, device) == cudaSuccess)
+    cb->sm = prop.major * 10 + prop.minor;
   if ((err = cudaStreamCreateWithFlags (&cb->stream, cudaStreamNonBlocking)) != cudaSuccess
       || cublasCreate (&cb->cublas) != CUBLAS_STATUS_SUCCESS)
     {
@@ -327,8 +369,14 @@ ns_backend_cuda_free_memory (NsBackend *b)
   return cb->memory_cap - cb->allocated;
 }
 
-void
-ns_backend_cuda_set_weight_format (NsBackend *b, NsWeightFormat format)
+gboolean
+ns_backend_cuda_has_fp8 (NsBackend *b)
 {
-  ns_cuda (b)->weight_format = format;
+  return ns_cuda (b)->sm >= 89;
+}
+
+guint64
+ns_backend_cuda_peak_memory (NsBackend *b)
+{
+  return ns_cuda (b)->peak;
 }

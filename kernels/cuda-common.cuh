@@ -21,7 +21,8 @@ typedef struct {
   guint64 memory_cap;          /* bytes we may hold; from the device or a test cap */
   guint64 allocated;           /* bytes held through alloc/upload */
   GHashTable *sizes;           /* device pointer → bytes, for the accounting */
-  NsWeightFormat weight_format;
+  guint64 peak;                /* most bytes held at once (for nextstep bench) */
+  int sm;                      /* compute capability, major · 10 + minor */
   /* Scratch: host-supplied index arrays (ids, positions) and GEMM staging. */
   int32_t *index_scratch;
   size_t index_capacity;

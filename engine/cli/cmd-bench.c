@@ -1,14 +1,20 @@
 /* cmd-bench.c — `nextstep bench`: the speed of one backend on synthetic
- * full-size NextStep-1 weights (bf16, real shapes), against this machine's
+ * full-size NextStep-1 weights (real shapes; bf16 as published, or int8/fp8
+ * quantized at upload as a model load does), against this machine's
  * measured memory bandwidth. Decode and the FM head stream every weight once
  * per step, so bytes / time over the bandwidth says how close a backend is
- * to the floor. `nextstep bench tokenizer …` benchmarks the tokenizer. */
+ * to the floor; from the per-token times it estimates whole images.
+ * `nextstep bench tokenizer …` benchmarks the tokenizer. */
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include "nextstep.h"
 #include "backend.h"
 #include "commands.h"
+#include "files/config.h"
+#include "files/torch-checkpoint.h"
+#include "model/vae.h"
 #ifdef _OPENMP
 #  include <omp.h>
 #endif
@@ -27,9 +33,16 @@
 #define KV_POSITIONS 300        /* prompt + image tokens already cached */
 #define BANDWIDTH_FLOATS (64u << 20)   /* 256 MiB per array: far past any cache */
 #define BANDWIDTH_REPEATS 5
+#define ALL_LAYERS 48
+#define DEFAULT_STEPS 28        /* NextStep-1.1 sampling steps per token */
+#define LARGEST_WEIGHT ((size_t) MLP * HIDDEN)
+#define DEVICE_RESERVE (3ull << 30)   /* left free on the GPU: FM head, scratch, cuBLAS */
 
 typedef struct {
   NsBackend *b;
+  /* One random source for every weight of a device backend, which copies on
+   * upload: 141 MB of host memory instead of the 28 GB of the model. */
+  uint16_t *shared_source;
   GPtrArray *host;        /* host weight bytes (the CPU backend points into them) */
   GPtrArray *buffers;     /* backend buffers to free */
   GPtrArray *mats;        /* uploaded weights (NsMat *) to release */
@@ -82,16 +95,19 @@ static gboolean
 weight (Bench *bench, int rows, int cols, NsMat *out, GError **error)
 {
   size_t n = (size_t) rows * cols;
-  uint16_t *data = g_try_malloc (n * sizeof (uint16_t));
+  uint16_t *data = bench->shared_source;
   if (data == NULL)
     {
-      g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
-                   "no memory for a synthetic %d × %d weight; try fewer --layers", rows, cols);
-      return FALSE;
+      if ((data = g_try_malloc (n * sizeof (uint16_t))) == NULL)
+        {
+          g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
+                       "no memory for a synthetic %d × %d weight; try fewer --layers", rows, cols);
+          return FALSE;
+        }
+      g_ptr_array_add (bench->host, data);
+      fill_bf16 (data, n, bench->seed++);
     }
-  g_ptr_array_add (bench->host, data);
   g_ptr_array_add (bench->mats, out);
-  fill_bf16 (data, n, bench->seed++);
   NsTensorView view = { .name = (char *) "synthetic", .dtype = NS_DTYPE_BF16, .n_dims = 2,
                         .shape = { rows, cols }, .data = data, .n_bytes = n * sizeof (uint16_t),
                         .file = "(bench)" };
@@ -478,9 +494,132 @@ make_scratch (Bench *bench, DecodeScratch *s, FmScratch *f, float **cond, int ca
          && (*cond = buffer (bench, ROWS * FM_DIM, error));
 }
 
-/* Measures bandwidth, then times decode and FM steps, and prints it all. */
+typedef struct {
+  const char *weights;
+  int layers, threads;
+  double copy_gbs, read_gbs, floor_gbs;
+  double layer_ms, layer_floor_pct, token_ms, fm_step_ms, fm_floor_pct, fm_token_ms;
+  double e2e_256_s, e2e_512_s, first_preview_256_ms, first_preview_512_ms;
+  double vae_256_ms, vae_512_ms;   /* 0 when no --vae was given */
+  double peak_gb;         /* < 0 when the backend does not track it */
+} BenchResult;
+
+/* Whole-image estimates at the default settings: every token runs one
+ * decode step (all ALL_LAYERS layers) and DEFAULT_STEPS head steps, then
+ * the VAE decodes (when measured); the first preview needs one row of
+ * tokens. Prefill is not included. */
+static void
+estimate_images (BenchResult *r)
+{
+  r->token_ms = r->layer_ms * ALL_LAYERS;
+  r->fm_token_ms = r->fm_step_ms * DEFAULT_STEPS;
+  double per_token = r->token_ms + r->fm_token_ms;
+  r->e2e_256_s = (256 * per_token + r->vae_256_ms) / 1e3;
+  r->e2e_512_s = (1024 * per_token + r->vae_512_ms) / 1e3;
+  r->first_preview_256_ms = 16 * per_token;
+  r->first_preview_512_ms = 32 * per_token;
+}
+
+static void
+print_json (const BenchResult *r, const char *backend)
+{
+  g_autoptr (JsonBuilder) jb = json_builder_new ();
+  json_builder_begin_object (jb);
+#define MEMBER_D(name, v) (json_builder_set_member_name (jb, name), json_builder_add_double_value (jb, v))
+  json_builder_set_member_name (jb, "backend");
+  json_builder_add_string_value (jb, backend);
+  json_builder_set_member_name (jb, "weights");
+  json_builder_add_string_value (jb, r->weights);
+  json_builder_set_member_name (jb, "layers_measured");
+  json_builder_add_int_value (jb, r->layers);
+  json_builder_set_member_name (jb, "steps");
+  json_builder_add_int_value (jb, DEFAULT_STEPS);
+  MEMBER_D ("copy_gbs", r->copy_gbs);
+  MEMBER_D ("floor_gbs", r->floor_gbs);
+  MEMBER_D ("transformer_ms_per_token", r->token_ms);
+  MEMBER_D ("transformer_floor_pct", r->layer_floor_pct);
+  MEMBER_D ("fm_head_ms_per_token", r->fm_token_ms);
+  MEMBER_D ("fm_head_floor_pct", r->fm_floor_pct);
+  MEMBER_D ("e2e_256_s", r->e2e_256_s);
+  MEMBER_D ("e2e_512_s", r->e2e_512_s);
+  MEMBER_D ("first_preview_256_ms", r->first_preview_256_ms);
+  MEMBER_D ("first_preview_512_ms", r->first_preview_512_ms);
+  if (r->vae_512_ms > 0)
+    {
+      MEMBER_D ("vae_256_ms", r->vae_256_ms);
+      MEMBER_D ("vae_512_ms", r->vae_512_ms);
+    }
+  if (r->peak_gb >= 0)
+    MEMBER_D ("peak_vram_gb", r->peak_gb);
+#undef MEMBER_D
+  json_builder_end_object (jb);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (jb);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  printf ("%s\n", text);
+}
+
+static void
+print_estimates (const BenchResult *r)
+{
+  printf ("per token (%d layers, %d head steps): transformer %.2f ms, FM head %.2f ms\n",
+          ALL_LAYERS, DEFAULT_STEPS, r->token_ms, r->fm_token_ms);
+  if (r->vae_512_ms > 0)
+    printf ("VAE decode: 256² %.1f ms, 512² %.1f ms\n", r->vae_256_ms, r->vae_512_ms);
+  printf ("estimate without prefill%s: 256² %.1f s, 512² %.1f s; first preview after "
+          "%.0f ms (256²) / %.0f ms (512²)\n", r->vae_512_ms > 0 ? "" : " and VAE",
+          r->e2e_256_s, r->e2e_512_s, r->first_preview_256_ms, r->first_preview_512_ms);
+  if (r->peak_gb >= 0)
+    printf ("peak device memory: %.2f GB\n", r->peak_gb);
+}
+
+/* Best of two decodes of a random side × side latent, in ms. */
 static gboolean
-measure (Bench *bench, DecodeRun *dr, FmRun *fr, int tokens, int threads, GError **error)
+time_vae_decode (NsVae *vae, int side, double *ms, GError **error)
+{
+  int z = ns_vae_get_config (vae)->z_channels;
+  size_t n = (size_t) z * side * side;
+  g_autofree float *latent = g_new (float, n);
+  g_autofree float *rgb = g_new (float, (size_t) 3 * 64 * side * side);
+  guint64 s = 0x7ae;
+  for (size_t i = 0; i < n; i++)
+    latent[i] = (float) (next_random (&s) >> 40) / (1 << 23) - 1.0f;
+  *ms = G_MAXDOUBLE;
+  for (int rep = 0; rep < 2; rep++)
+    {
+      Stamp t0 = stamp_now ();
+      if (!ns_vae_decode (vae, latent, side, side, rgb, NULL, error))
+        return FALSE;
+      *ms = MIN (*ms, stamp_since (t0).wall * 1e3);
+    }
+  return TRUE;
+}
+
+/* VAE decode at 256² and 512² with the VAE of `dir` (config.json +
+ * checkpoint.pt: the published one gives the real shapes). */
+static gboolean
+measure_vae (NsBackend *b, const char *dir, BenchResult *res, GError **error)
+{
+  NsVaeConfig cfg;
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *ckpt = g_build_filename (dir, "checkpoint.pt", NULL);
+  if (!ns_vae_config_load (&cfg, cfg_path, error))
+    return FALSE;
+  g_autoptr (NsTensorStore) store = ns_torch_checkpoint_load (ckpt, error);
+  NsVae *vae = store ? ns_vae_new (b, store, &cfg, error) : NULL;
+  gboolean ok = vae != NULL && time_vae_decode (vae, 256 / 8, &res->vae_256_ms, error)
+                && time_vae_decode (vae, 512 / 8, &res->vae_512_ms, error);
+  ns_vae_free (vae);
+  return ok;
+}
+
+/* Measures bandwidth, then times decode and FM steps (and the VAE when
+ * `vae_dir` is set), and prints it all. */
+static gboolean
+measure (Bench *bench, DecodeRun *dr, FmRun *fr, int tokens, int threads, gboolean json,
+         const char *vae_dir, GError **error)
 {
   NsBackend *b = bench->b;
   /* Every key valid (random floats are not 0/1). */
@@ -511,6 +650,26 @@ measure (Bench *bench, DecodeRun *dr, FmRun *fr, int tokens, int threads, GError
   double kv_bytes = 2.0 * ROWS * KV_HEADS * KV_POSITIONS * HEAD_DIM * sizeof (float);
   Timing per_layer = { decode.best_ms / dr->n_layers, decode.mean_ms / dr->n_layers,
                        decode.best_cpu_ms / dr->n_layers };
+  double layer_bytes = layer_weight_bytes (&dr->layers[0]) + kv_bytes;
+  BenchResult res = {
+    .weights = ns_weight_format_name (b->weight_format), .layers = dr->n_layers,
+    .threads = threads, .copy_gbs = bw.copy, .read_gbs = bw.read, .floor_gbs = floor_gbs,
+    .layer_ms = per_layer.best_ms, .fm_step_ms = fm.best_ms, .peak_gb = -1,
+    .layer_floor_pct = 100.0 * layer_bytes / (per_layer.best_ms * 1e6) / floor_gbs,
+    .fm_floor_pct = 100.0 * fm_step_bytes (fr->head) / (fm.best_ms * 1e6) / floor_gbs,
+  };
+  if (vae_dir != NULL && !measure_vae (b, vae_dir, &res, error))
+    return FALSE;
+#ifdef NS_HAVE_CUDA
+  if (g_strcmp0 (b->ops->name, "cuda") == 0)
+    res.peak_gb = ns_backend_cuda_peak_memory (b) / 1e9;
+#endif
+  estimate_images (&res);
+  if (json)
+    {
+      print_json (&res, b->ops->name);
+      return TRUE;
+    }
   printf ("backend %s, %d thread(s), host CPU %s\n", b->ops->name, threads, model);
   if (bw.read > 0)
     printf ("memory bandwidth (best of %d, 256 MiB arrays): read %.1f GB/s, copy %.1f GB/s "
@@ -519,16 +678,34 @@ measure (Bench *bench, DecodeRun *dr, FmRun *fr, int tokens, int threads, GError
     printf ("device bandwidth (copy, read + write): %.1f GB/s\n", bw.copy);
   printf ("decode: %d layer(s) × %d token(s), %d rows, KV cache %d positions (f32)\n",
           dr->n_layers, tokens, ROWS, KV_POSITIONS);
-  report ("decode layer-step", &per_layer, layer_weight_bytes (&dr->layers[0]) + kv_bytes,
-          floor_gbs, cpu_floor_gbs);
+  report ("decode layer-step", &per_layer, layer_bytes, floor_gbs, cpu_floor_gbs);
   report ("FM head step", &fm, fm_step_bytes (fr->head), floor_gbs, cpu_floor_gbs);
-  printf ("bytes: bf16 weights read per step (+ the f32 KV cache for decode); "
-          "bandwidth floor = %s bandwidth\n", bw.read > 0 ? "read" : "half the copy");
+  printf ("bytes: %s weights read per step (+ the f32 KV cache for decode); "
+          "bandwidth floor = %s bandwidth\n", res.weights, bw.read > 0 ? "read" : "half the copy");
+  print_estimates (&res);
   return TRUE;
 }
 
+/* Device backends: as many layers as fit beside DEVICE_RESERVE (all 48 with
+ * room), the per-token time scaled to 48 in estimate_images. */
+static int
+layers_that_fit (NsBackend *b, int asked)
+{
+#ifdef NS_HAVE_CUDA
+  if (asked == 0 && g_strcmp0 (b->ops->name, "cuda") == 0)
+    {
+      double per_layer = 275.3e6 * (b->weight_format == NS_WEIGHTS_BF16 ? 2.0 : 1.0);
+      guint64 free_bytes = ns_backend_cuda_free_memory (b);
+      double room = free_bytes > DEVICE_RESERVE ? (double) (free_bytes - DEVICE_RESERVE) : 0;
+      return CLAMP ((int) (room / per_layer), 1, ALL_LAYERS);
+    }
+#endif
+  return asked > 0 ? asked : 2;
+}
+
 static gboolean
-run_bench (Bench *bench, int n_layers, int tokens, int threads, GError **error)
+run_bench (Bench *bench, int n_layers, int tokens, int threads, gboolean json,
+           const char *vae_dir, GError **error)
 {
   int capacity = KV_POSITIONS + tokens + 1;
   DecodeRun dr = { bench->b, g_new0 (Layer, n_layers), n_layers, capacity, { 0 } };
@@ -537,7 +714,7 @@ run_bench (Bench *bench, int n_layers, int tokens, int threads, GError **error)
                 && make_fm_head (bench, fr.head, error);
   for (int l = 0; ok && l < n_layers; l++)
     ok = make_layer (bench, &dr.layers[l], capacity, error);
-  ok = ok && measure (bench, &dr, &fr, tokens, threads, error);
+  ok = ok && measure (bench, &dr, &fr, tokens, threads, json, vae_dir, error);
   for (guint i = 0; i < bench->mats->len; i++)
     bench->b->ops->release (bench->b, bench->mats->pdata[i]);
   g_ptr_array_set_size (bench->mats, 0);
@@ -552,12 +729,17 @@ ns_cmd_bench (int argc, char **argv)
   if (argc >= 2 && strcmp (argv[1], "tokenizer") == 0)
     return ns_bench_tokenizer (argc - 1, argv + 1);
 
-  g_autofree char *backend = NULL;
-  int layers = 2, threads = 0, tokens = 8;
+  g_autofree char *backend = NULL, *weights = NULL, *vae_dir = NULL;
+  int layers = 0, threads = 0, tokens = 8;
+  gboolean json = FALSE;
   GOptionEntry entries[] = {
     { "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "NAME" },
-    { "layers", 0, 0, G_OPTION_ARG_INT, &layers, "Transformer layers to generate (default 2; "
-      "each is 550 MB of bf16)", "N" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "bf16 (default), int8 or fp8", "FORMAT" },
+    { "layers", 0, 0, G_OPTION_ARG_INT, &layers, "Transformer layers to generate (default: 2 "
+      "on the CPU, as many of 48 as fit on a GPU; each is 550 MB of bf16)", "N" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the results as JSON", NULL },
+    { "vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_dir, "Also time VAE decodes at 256² and 512² "
+      "with this VAE folder (config.json + checkpoint.pt)", "DIR" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default 0 = all cores)", "N" },
     { "tokens", 0, 0, G_OPTION_ARG_INT, &tokens, "Decode steps to time (default 8)", "N" },
     { NULL }
@@ -573,10 +755,12 @@ ns_cmd_bench (int argc, char **argv)
       g_printerr ("%s: %s\n", argv[0], error->message);
       return 2;
     }
-  if (layers < 1 || layers > 48 || tokens < 1 || threads < 0)
+  NsWeightFormat format = NS_WEIGHTS_BF16;
+  if (layers < 0 || layers > ALL_LAYERS || tokens < 1 || threads < 0
+      || (weights && (!ns_weight_format_from_name (weights, &format) || format == NS_WEIGHTS_AUTO)))
     {
-      g_printerr ("%s: --layers must be 1–48, --tokens at least 1, --threads 0 or more\n",
-                  argv[0]);
+      g_printerr ("%s: --layers must be 1–48, --tokens at least 1, --threads 0 or more, "
+                  "--weights bf16, int8 or fp8\n", argv[0]);
       return 2;
     }
 #ifdef _OPENMP
@@ -589,7 +773,19 @@ ns_cmd_bench (int argc, char **argv)
   Bench bench = { .host = g_ptr_array_new_with_free_func (g_free),
                   .buffers = g_ptr_array_new (), .mats = g_ptr_array_new (), .seed = 0x5eed };
   bench.b = open_backend (backend ? backend : "cpu", threads, &error);
-  gboolean ok = bench.b != NULL && run_bench (&bench, layers, tokens, threads, &error);
+  if (bench.b != NULL)
+    {
+      ns_backend_set_weight_format (bench.b, format, NS_QUANT_MIN_ELEMENTS);
+      if (g_strcmp0 (bench.b->ops->name, "cpu") != 0)
+        {
+          bench.shared_source = g_new (uint16_t, LARGEST_WEIGHT);
+          fill_bf16 (bench.shared_source, LARGEST_WEIGHT, bench.seed);
+        }
+      layers = layers_that_fit (bench.b, layers);
+    }
+  gboolean ok = bench.b != NULL && run_bench (&bench, layers, tokens, threads, json, vae_dir,
+                                                  &error);
+  g_free (bench.shared_source);
   if (bench.b)
     {
       for (guint i = 0; i < bench.buffers->len; i++)

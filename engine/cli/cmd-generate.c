@@ -12,6 +12,7 @@
 typedef struct {
   char *model, *vae, *prompt, *positive, *negative, *cfg_schedule, *sampler, *use_norm;
   char *seed, *noise, *save_tokens, *backend, *preview_dir, *output, *image;
+  char *weights, *memory_cap, *quant_min;
   int width, height, images, steps, threads;
   double cfg, cfg_img, shift;
 } Args;
@@ -27,7 +28,8 @@ args_clear (Args *a)
 {
   char *strs[] = { a->model, a->vae, a->prompt, a->positive, a->negative, a->cfg_schedule,
                    a->sampler, a->use_norm, a->seed, a->noise, a->save_tokens, a->backend,
-                   a->preview_dir, a->output, a->image };
+                   a->preview_dir, a->output, a->image, a->weights, a->memory_cap,
+                   a->quant_min };
   for (size_t i = 0; i < G_N_ELEMENTS (strs); i++)
     g_free (strs[i]);
 }
@@ -142,6 +144,19 @@ parse_choices (const Args *a, NsRequest *r, NsLoadOptions *lo, GError **error)
   if (a->backend && !ns_backend_from_name (a->backend, &lo->backend))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
                         "--backend %s: use auto, cpu or cuda", a->backend), FALSE;
+  if (a->weights && !ns_weight_format_from_name (a->weights, &lo->weights))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--weights %s: use auto, bf16, fp8 or int8", a->weights), FALSE;
+  if (a->memory_cap && !g_ascii_string_to_unsigned (a->memory_cap, 10, 1, G_MAXUINT64,
+                                                    &lo->device_memory_cap, NULL))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--device-memory-cap %s: use a number of bytes", a->memory_cap), FALSE;
+  guint64 quant_min = 0;
+  if (a->quant_min && !g_ascii_string_to_unsigned (a->quant_min, 10, 1, G_MAXINT64, &quant_min,
+                                                   NULL))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--quant-min-elements %s: use a number ≥ 1", a->quant_min), FALSE;
+  lo->quant_min_elements = (int64_t) quant_min;
   if (a->cfg_schedule && strcmp (a->cfg_schedule, "constant") != 0
       && strcmp (a->cfg_schedule, "linear") != 0)
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
@@ -238,8 +253,12 @@ run_request (Args *a, gboolean edit)
   g_autoptr (NsModel) model = ns_model_load (&lo, &error);
   if (model == NULL)
     return fail (error);
-  if (ns_model_get_backend_note (model) && lo.backend == NS_BACKEND_AUTO && isatty (2))
+  /* Always said, not only on a terminal: a script should see why it is slow. */
+  if (ns_model_get_backend_note (model) && lo.backend == NS_BACKEND_AUTO)
     fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
+  if (lo.weights == NS_WEIGHTS_AUTO && ns_model_get_weight_format (model) != NS_WEIGHTS_BF16)
+    fprintf (stderr, "Weights: %s (bf16 does not fit in the device memory)\n",
+             ns_weight_format_name (ns_model_get_weight_format (model)));
 
   Progress progress = { isatty (2), 0, a->preview_dir };
   r.on_token = on_token;
@@ -290,6 +309,11 @@ command (int argc, char **argv, gboolean edit)
       "Write tokens, latents, decoded and image_u8 as safetensors", "FILE" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu or cuda", "NAME" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights,
+      "auto, bf16, fp8 or int8 (auto: bf16 when it fits in GPU memory, else int8)", "FORMAT" },
+    /* Test hooks: pretend the device has this much memory; quantize small matrices too. */
+    { "device-memory-cap", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.memory_cap, NULL, NULL },
+    { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.quant_min, NULL, NULL },
     { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.preview_dir, "Write preview PNGs here", "DIR" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.output, "Output PNG", "OUT.png" },
     { NULL }

@@ -7,6 +7,7 @@
 static void
 cpu_destroy (NsBackend *b)
 {
+  g_hash_table_unref (((NsCpuBackend *) b)->owned);
   g_free (b);
 }
 
@@ -39,6 +40,7 @@ static const NsBackendOps cpu_ops = {
   .attention_spatial = ns_cpu_attention_spatial,
   .patchify = ns_cpu_patchify,
   .unpatchify = ns_cpu_unpatchify,
+  .upload_quantized = ns_cpu_upload_quantized,
 };
 
 NsBackend *
@@ -46,6 +48,8 @@ ns_backend_cpu_new (int threads)
 {
   NsCpuBackend *cpu = g_new0 (NsCpuBackend, 1);
   cpu->parent.ops = &cpu_ops;
+  ns_backend_set_weight_format (&cpu->parent, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
+  cpu->owned = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_free, NULL);
 #ifdef _OPENMP
   cpu->threads = threads > 0 ? threads : omp_get_max_threads ();
 #else

@@ -12,6 +12,7 @@ G_BEGIN_DECLS
 typedef struct {
   NsBackend parent;
   int threads;            /* OpenMP team size for this instance (≥ 1) */
+  GHashTable *owned;      /* weight memory the backend allocated (quantized data, scales) */
 } NsCpuBackend;
 
 static inline int
@@ -59,6 +60,8 @@ ns_cpu_silu1 (float v)
 
 /* convert.c: n elements of a weight starting at element `offset`, as f32. */
 void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);
+/* I8/F8_E4M3 weights: the codes as f32 without the row scales. */
+void   ns_cpu_convert_codes (float *dst, const NsMat *m, size_t offset, size_t n);
 /* The whole weight as a new f32 array (g_free it); NULL when m is NULL. */
 float *ns_cpu_mat_to_f32 (const NsMat *m);
 
@@ -79,6 +82,8 @@ void     ns_cpu_free (NsBackend *b, float *p);
 /* write, and read and copy too: all host memory. */
 void     ns_cpu_write (NsBackend *b, float *dst, const float *src, size_t n);
 gboolean ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error);
+gboolean ns_cpu_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
+                                  NsMat *out, GError **error);
 void     ns_cpu_release (NsBackend *b, NsMat *m);
 gboolean ns_cpu_sync (NsBackend *b, GError **error);
 

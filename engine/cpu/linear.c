@@ -129,15 +129,23 @@ weight_row_dots (const NsMat *w, int o, const float *x, int rows, float *sums)
       dot_all_rows_f32 (rows, (const float *) w->data + at, xp, cols, sums);
       return;
     }
+  /* Quantized rows: the codes are widened unscaled and the row's scale is
+   * applied once to the sums. */
+  gboolean quantized = w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3;
   float buf[GEMV_CHUNK];
   for (int c0 = 0; c0 < cols; c0 += GEMV_CHUNK)
     {
       int len = MIN (GEMV_CHUNK, cols - c0);
-      ns_cpu_convert (buf, w, at + c0, len);
+      if (quantized)
+        ns_cpu_convert_codes (buf, w, at + c0, len);
+      else
+        ns_cpu_convert (buf, w, at + c0, len);
       dot_all_rows_f32 (rows, buf, xp, len, sums);
       for (int r = 0; r < rows; r++)
         xp[r] += len;
     }
+  for (int r = 0; quantized && r < rows; r++)
+    sums[r] *= w->scale[o];
 }
 
 /* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once. */

@@ -1,6 +1,8 @@
-/* memory.c — host memory ops and weights that point into the file mapping. */
+/* memory.c — host memory ops, weights that point into the file mapping, and
+ * quantized weights the backend owns. */
 #include <stdlib.h>
 #include "cpu-backend.h"
+#include "cpu/quant.h"
 #include "nextstep.h"
 
 /* Cache-line aligned so vector loads never split lines at row starts. */
@@ -63,7 +65,6 @@ matrix_shape (const NsTensorView *t, int *rows, int *cols, GError **error)
 gboolean
 ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
 {
-  (void) b;
   if (t->dtype != NS_DTYPE_F32 && t->dtype != NS_DTYPE_BF16 && t->dtype != NS_DTYPE_F16)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
@@ -85,14 +86,52 @@ ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
       return FALSE;
     }
   *out = (NsMat) { .dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data };
+  NsDType q_dtype = ns_backend_upload_dtype (b, t);
+  if (q_dtype != t->dtype)
+    {
+      GHashTable *owned = ((NsCpuBackend *) b)->owned;
+      void *q = g_malloc ((size_t) rows * cols);
+      float *scale = g_new (float, rows);
+      ns_quantize_rows (t->data, t->dtype, rows, cols, q_dtype, q, scale);
+      g_hash_table_add (owned, q);
+      g_hash_table_add (owned, scale);
+      *out = (NsMat) { .dtype = q_dtype, .rows = rows, .cols = cols, .data = q, .scale = scale };
+    }
   return TRUE;
 }
 
-/* Weights belong to the mapping; nothing to free. */
+gboolean
+ns_cpu_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
+                         NsMat *out, GError **error)
+{
+  int rows, cols;
+  if (!matrix_shape (q, &rows, &cols, error))
+    return FALSE;
+  if ((q->dtype != NS_DTYPE_I8 && q->dtype != NS_DTYPE_F8_E4M3)
+      || q->n_bytes != (size_t) rows * cols || scale->dtype != NS_DTYPE_F32
+      || ns_tensor_n_elements (scale) != rows || scale->n_bytes != rows * sizeof (float))
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "quantized weight %s in %s: expected I8 or F8_E4M3 data with one F32 scale "
+                   "per row (%s is %s); delete the converted file and run nextstep convert again",
+                   q->name, q->file ? q->file : "(memory)", scale->name,
+                   ns_dtype_name (scale->dtype));
+      return FALSE;
+    }
+  /* The file's F32 data need not be 4-byte aligned: copy the scales. */
+  float *s = g_memdup2 (scale->data, scale->n_bytes);
+  g_hash_table_add (((NsCpuBackend *) b)->owned, s);
+  *out = (NsMat) { .dtype = q->dtype, .rows = rows, .cols = cols, .data = q->data, .scale = s };
+  return TRUE;
+}
+
+/* Weights from the mapping stay; quantized copies are freed. */
 void
 ns_cpu_release (NsBackend *b, NsMat *m)
 {
-  (void) b;
+  GHashTable *owned = ((NsCpuBackend *) b)->owned;
+  g_hash_table_remove (owned, m->data);
+  g_hash_table_remove (owned, m->scale);
   *m = (NsMat) { 0 };
 }
 

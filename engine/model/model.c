@@ -6,6 +6,9 @@
 
 #include "model/pipeline-private.h"
 #include "model/arch.h"
+#include "model/memory-plan.h"
+#include "model/weight-cache.h"
+#include "cpu/quant.h"
 #include "files/safetensors.h"
 #include "files/torch-checkpoint.h"
 
@@ -31,6 +34,20 @@ ns_weight_upload (NsBackend *backend, const NsTensorStore *store, const char *na
       g_set_error (error, NS_ERROR, NS_ERROR_MODEL,
                    "The model weights have no tensor '%s'; the checkpoint is incomplete", name);
       return FALSE;
+    }
+  if (t->dtype == NS_DTYPE_I8 || t->dtype == NS_DTYPE_F8_E4M3)
+    {
+      /* A tensor from a `nextstep convert` cache: its scales sit beside it. */
+      g_autofree char *scale_name = g_strconcat (name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
+      const NsTensorView *scale = ns_tensor_store_find (store, scale_name);
+      if (scale == NULL)
+        {
+          g_set_error (error, NS_ERROR, NS_ERROR_MODEL,
+                       "%s: quantized tensor '%s' has no '%s'; delete the file and run "
+                       "nextstep convert again", t->file ? t->file : "model", name, scale_name);
+          return FALSE;
+        }
+      return backend->ops->upload_quantized (backend, t, scale, out, error);
     }
   return backend->ops->upload (backend, t, out, error);
 }
@@ -109,6 +126,7 @@ load_files (NsModel *m, const NsLoadOptions *o, GError **error)
     return FALSE;
   if (!ns_vae_check (m->vae_weights, &m->vae_cfg, problems))
     return fail_with_problems (problems, "VAE checkpoint", m->vae_dir, error);
+  m->kind = ns_arch_guess_kind (m->dir, &m->cfg);
   return TRUE;
 }
 
@@ -123,12 +141,13 @@ choose_backend (NsModel *m, const NsLoadOptions *o, GError **error)
       if (m->backend != NULL)
         {
           m->backend_kind = NS_BACKEND_CUDA;
-          ns_backend_cuda_set_weight_format (m->backend, o->weights);
           return TRUE;
         }
       if (o->backend == NS_BACKEND_CUDA)
         {
-          g_propagate_error (error, g_steal_pointer (&cuda_error));
+          g_propagate_prefixed_error (error, g_steal_pointer (&cuda_error),
+                                      "--backend cuda: use --backend cpu, or auto to fall back "
+                                      "to the CPU: ");
           return FALSE;
         }
       m->backend_note = g_strdup_printf ("CUDA unavailable: %s", cuda_error->message);
@@ -143,15 +162,80 @@ choose_backend (NsModel *m, const NsLoadOptions *o, GError **error)
       m->backend_note = g_strdup ("built without CUDA support");
 #endif
     }
-  if (o->weights == NS_WEIGHTS_FP8 || o->weights == NS_WEIGHTS_INT8)
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
-                   "The CPU backend runs the published bf16 weights only; %s weights need "
-                   "the CUDA backend", ns_weight_format_name (o->weights));
-      return FALSE;
-    }
   m->backend = ns_backend_cpu_new (o->threads);
   m->backend_kind = NS_BACKEND_CPU;
+  return TRUE;
+}
+
+/* The request the load-time plan covers: the default size, one image. */
+static NsPlanRequest
+planned_request (const NsModel *m)
+{
+  gboolean edit = m->kind == NS_MODEL_KIND_EDIT;
+  int input_tokens = edit ? (DEFAULT_SIZE / 16) * (DEFAULT_SIZE / 16) : 0;
+  return (NsPlanRequest) { DEFAULT_SIZE, DEFAULT_SIZE, 1, edit ? 3 : 2,
+                           NS_PLAN_PROMPT_TOKENS + input_tokens };
+}
+
+/* Picks the weight format (AUTO: bf16 when the plan fits, else int8) and
+ * refuses a load whose plan exceeds the device memory (or the test cap). */
+static gboolean
+choose_weights (NsModel *m, const NsLoadOptions *o, GError **error)
+{
+  int64_t min_quant = o->quant_min_elements > 0 ? o->quant_min_elements : NS_QUANT_MIN_ELEMENTS;
+  gboolean cuda = m->backend_kind == NS_BACKEND_CUDA;
+  guint64 available = o->device_memory_cap;
+#ifdef NS_HAVE_CUDA
+  if (cuda)
+    available = ns_backend_cuda_free_memory (m->backend);
+  if (cuda && o->weights == NS_WEIGHTS_FP8 && !ns_backend_cuda_has_fp8 (m->backend))
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
+                   "--weights fp8 needs a GPU with fp8 support (Ada or Hopper, sm_89 and "
+                   "newer); use --weights int8 on this one");
+      return FALSE;
+    }
+#endif
+  NsWeightFormat format = o->weights == NS_WEIGHTS_AUTO ? NS_WEIGHTS_BF16 : o->weights;
+  NsPlanRequest request = planned_request (m);
+  NsMemoryPlan plan;
+  ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
+  if (available > 0 && o->weights == NS_WEIGHTS_AUTO && plan.total > available)
+    {
+      format = NS_WEIGHTS_INT8;
+      ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
+    }
+  if (available > 0
+      && !ns_memory_plan_check (&plan, available, cuda, format, error))
+    return FALSE;
+  ns_backend_set_weight_format (m->backend, format, min_quant);
+  return TRUE;
+}
+
+/* int8/fp8: the `nextstep convert` cache replaces the published weights when
+ * it was made from them with the same settings (else quantize at upload). */
+static gboolean
+use_weight_cache (NsModel *m, GError **error)
+{
+  NsBackend *b = m->backend;
+  if (b->weight_format != NS_WEIGHTS_INT8 && b->weight_format != NS_WEIGHTS_FP8)
+    return TRUE;
+  g_autofree char *path = ns_weight_cache_default_path (m->dir, b->weight_format);
+  g_autoptr (GError) local = NULL;
+  NsTensorStore *cache = ns_weight_cache_open (path, m->dir, b->weight_format,
+                                               b->quant_min_elements, &local);
+  if (local != NULL)
+    {
+      g_propagate_prefixed_error (error, g_steal_pointer (&local),
+                                  "The converted weights %s cannot be read (delete the file): ",
+                                  path);
+      return FALSE;
+    }
+  if (cache != NULL)
+    {
+      ns_tensor_store_free (m->weights);
+      m->weights = cache;
+    }
   return TRUE;
 }
 
@@ -197,12 +281,12 @@ ns_model_load (const NsLoadOptions *options, GError **error)
   m->dir = g_strdup (options->model_dir);
   report (options, 0.0, "config");
   if (!load_files (m, options, error) || !choose_backend (m, options, error)
+      || !choose_weights (m, options, error) || !use_weight_cache (m, error)
       || !upload (m, options, error))
     {
       ns_model_free (m);
       return NULL;
     }
-  m->kind = ns_arch_guess_kind (m->dir, &m->cfg);
   m->large_style = guess_large_style (m);
   report (options, 1.0, "ready");
   return m;
@@ -249,6 +333,12 @@ const char *
 ns_model_get_backend_note (const NsModel *m)
 {
   return m->backend_note;
+}
+
+NsWeightFormat
+ns_model_get_weight_format (const NsModel *m)
+{
+  return m->backend->weight_format;
 }
 
 /* ---- requests ------------------------------------------------------------ */

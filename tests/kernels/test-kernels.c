@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu/quant.h"
 #include "nextstep.h"
 
 static NsBackend *cpu, *gpu;
@@ -156,18 +157,69 @@ test_linear (void)
       }
 }
 
+/* A quantized table: both backends quantize alike, so rows match exactly. */
+static void
+check_quantized_embedding (void)
+{
+  Weight *table = weight_new (NS_DTYPE_BF16, 50, 96, 1.0);
+  g_assert_cmpint (table->c.dtype, ==, table->g.dtype);
+  const int32_t ids[4] = { 49, 0, 7, 7 };
+  Pair e = pair_new (4 * 96, FALSE);
+  cpu->ops->embedding (cpu, e.c, &table->c, ids, 4);
+  gpu->ops->embedding (gpu, e.g, &table->g, ids, 4);
+  assert_pair_close ("embedding quantized", &e, 1e-7);
+  pair_free (&e);
+  weight_free (table);
+}
+
+/* Weights quantized on the host (a convert cache) through upload_quantized. */
+static void
+test_upload_quantized (void)
+{
+  const NsDType dtypes[] = { NS_DTYPE_I8, NS_DTYPE_F8_E4M3 };
+  int rows = 64, cols = 256;
+  for (guint d = 0; d < G_N_ELEMENTS (dtypes); d++)
+    {
+      g_autofree float *w = g_new (float, rows * cols);
+      g_autofree uint8_t *q = g_malloc (rows * cols);
+      g_autofree float *scale = g_new (float, rows);
+      for (int i = 0; i < rows * cols; i++)
+        w[i] = uniform ();
+      ns_quantize_rows (w, NS_DTYPE_F32, rows, cols, dtypes[d], q, scale);
+      NsTensorView qv = { (char *) "q", dtypes[d], 2, { rows, cols }, q, (size_t) rows * cols,
+                          "test" };
+      NsTensorView sv = { (char *) "q.scale", NS_DTYPE_F32, 1, { rows }, scale,
+                          rows * sizeof (float), "test" };
+      NsMat mc, mg;
+      g_autoptr (GError) error = NULL;
+      g_assert_true (cpu->ops->upload_quantized (cpu, &qv, &sv, &mc, &error));
+      g_assert_true (gpu->ops->upload_quantized (gpu, &qv, &sv, &mg, &error));
+      Pair x = pair_new (3 * cols, TRUE), y = pair_new (3 * rows, FALSE);
+      cpu->ops->linear (cpu, y.c, x.c, &mc, NULL, 3, FALSE);
+      gpu->ops->linear (gpu, y.g, x.g, &mg, NULL, 3, FALSE);
+      assert_pair_close (ns_dtype_name (dtypes[d]), &y, 1e-5);
+      pair_free (&x);
+      pair_free (&y);
+      cpu->ops->release (cpu, &mc);
+      gpu->ops->release (gpu, &mg);
+    }
+}
+
 static void
 test_linear_quantized (void)
 {
   const NsWeightFormat formats[] = { NS_WEIGHTS_INT8, NS_WEIGHTS_FP8 };
   for (guint f = 0; f < G_N_ELEMENTS (formats); f++)
     {
-      ns_backend_cuda_set_weight_format (gpu, formats[f]);
-      /* 1024 × 1024 reaches the size above which matrices are quantized;
-       * per-row absmax int8 keeps outputs within ~1 %, fp8 e4m3 within ~5 %. */
-      check_linear_case (NS_DTYPE_BF16, 2, 1024, 1024, TRUE, FALSE,
-                         formats[f] == NS_WEIGHTS_INT8 ? 1.5e-2 : 6e-2);
-      ns_backend_cuda_set_weight_format (gpu, NS_WEIGHTS_BF16);
+      /* Both backends quantize the same way (cpu/quant.h), so the GPU must
+       * match the CPU's quantized result to float rounding, at every size. */
+      ns_backend_set_weight_format (gpu, formats[f], 0);
+      ns_backend_set_weight_format (cpu, formats[f], 0);
+      check_linear_case (NS_DTYPE_BF16, 2, 1024, 1024, TRUE, FALSE, -1);
+      check_linear_case (NS_DTYPE_BF16, 33, 256, 96, TRUE, FALSE, -1);
+      check_quantized_embedding ();
+      ns_backend_set_weight_format (gpu, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
+      ns_backend_set_weight_format (cpu, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
     }
 }
 
@@ -352,6 +404,7 @@ main (int argc, char **argv)
   cpu = ns_backend_cpu_new (0);
   g_test_add_func ("/kernels/linear", test_linear);
   g_test_add_func ("/kernels/linear-quantized", test_linear_quantized);
+  g_test_add_func ("/kernels/upload-quantized", test_upload_quantized);
   g_test_add_func ("/kernels/norms", test_norms);
   g_test_add_func ("/kernels/elementwise", test_elementwise);
   g_test_add_func ("/kernels/attention", test_attention);

@@ -1,0 +1,92 @@
+/* quant.c — the C reference of kernels/quantize.cu (see quant.h). */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/quant.h"
+
+#define F8_MAX 448.0f
+#define I8_MAX 127.0f
+
+uint8_t
+ns_f32_to_f8e4m3 (float v)
+{
+  uint8_t sign = signbit (v) ? 0x80 : 0x00;
+  float a = fabsf (v);
+  if (isnan (v))
+    return sign | 0x7f;
+  if (a >= F8_MAX)
+    return sign | 0x7e;
+  /* Below the smallest normal 2^-6 the step is 2^-9: a·2^9 is exact, so
+   * rintf rounds the code itself half to even; code 8 is the smallest normal. */
+  if (a < 0x1p-6f)
+    return sign | (uint8_t) rintf (a * 0x1p9f);
+  int e;
+  float m = frexpf (a, &e);          /* a = m · 2^e, m in [0.5, 1) */
+  /* 3 mantissa bits after the leading one; (2m - 1)·8 is exact in float, and
+   * a carry into the exponent (q = 8) lands on the next code by itself. */
+  int q = (int) rintf ((2.0f * m - 1.0f) * 8.0f);
+  int code = ((e - 1 + 7) << 3) + q;
+  return sign | (uint8_t) MIN (code, 0x7e);
+}
+
+NsDType
+ns_weight_format_dtype (NsWeightFormat format)
+{
+  switch (format)
+    {
+    case NS_WEIGHTS_INT8: return NS_DTYPE_I8;
+    case NS_WEIGHTS_FP8: return NS_DTYPE_F8_E4M3;
+    default: return NS_DTYPE_F32;
+    }
+}
+
+static float
+load (const void *src, NsDType dtype, size_t i)
+{
+  switch (dtype)
+    {
+    case NS_DTYPE_BF16: return ns_bf16_to_f32 (((const uint16_t *) src)[i]);
+    case NS_DTYPE_F16: return ns_f16_to_f32 (((const uint16_t *) src)[i]);
+    default: return ((const float *) src)[i];
+    }
+}
+
+static void
+quantize_row (const void *src, NsDType dtype, size_t at, int cols, NsDType q_dtype,
+              uint8_t *q, float *scale)
+{
+  float amax = 0.0f;
+  for (int i = 0; i < cols; i++)
+    amax = fmaxf (amax, fabsf (load (src, dtype, at + i)));
+  float s = amax > 0.0f ? amax / (q_dtype == NS_DTYPE_I8 ? I8_MAX : F8_MAX) : 1.0f;
+  *scale = s;
+  for (int i = 0; i < cols; i++)
+    {
+      float v = load (src, dtype, at + i) / s;
+      q[at + i] = q_dtype == NS_DTYPE_I8
+                    ? (uint8_t) (int8_t) fmaxf (-I8_MAX, fminf (I8_MAX, rintf (v)))
+                    : ns_f32_to_f8e4m3 (v);
+    }
+}
+
+void
+ns_quantize_rows (const void *src, NsDType dtype, int rows, int cols, NsDType q_dtype, void *q,
+                  float *scale)
+{
+  g_return_if_fail (q_dtype == NS_DTYPE_I8 || q_dtype == NS_DTYPE_F8_E4M3);
+#pragma omp parallel for schedule (static) if ((size_t) rows * cols > (1 << 16))
+  for (int r = 0; r < rows; r++)
+    quantize_row (src, dtype, (size_t) r * cols, cols, q_dtype, q, scale + r);
+}
+
+NsDType
+ns_backend_upload_dtype (const NsBackend *b, const NsTensorView *t)
+{
+  gboolean is_float = t->dtype == NS_DTYPE_F32 || t->dtype == NS_DTYPE_BF16
+                      || t->dtype == NS_DTYPE_F16;
+  NsDType q = ns_weight_format_dtype (b->weight_format);
+  if (q == NS_DTYPE_F32 || !is_float || t->n_dims != 2
+      || ns_tensor_n_elements (t) < b->quant_min_elements)
+    return t->dtype;
+  return q;
+}

@@ -1,0 +1,147 @@
+/* memory-plan.c — see memory-plan.h. The counts mirror what the model code
+ * allocates (transformer.c, fm-head.c, pipeline.c, vae-net.c); they are
+ * estimates to a few percent, not a ledger. */
+#include "model/memory-plan.h"
+#include "model/arch.h"
+#include "model/vae-private.h"
+
+guint64
+ns_plan_tensor_bytes (int n_dims, int64_t rows, int64_t cols, NsWeightFormat format,
+                      int64_t min_quant)
+{
+  guint64 n = (guint64) rows * (guint64) cols;
+  gboolean quantized = (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8) && n_dims == 2
+                       && (int64_t) n >= min_quant;
+  return quantized ? n + 4 * (guint64) rows : 2 * n;
+}
+
+static guint64
+model_weight_bytes (const NsModelConfig *cfg, NsWeightFormat format, int64_t min_quant)
+{
+  g_autoptr (GArray) list = ns_arch_expected_tensors (cfg);
+  guint64 total = 0;
+  for (guint i = 0; i < list->len; i++)
+    {
+      const NsArchTensor *t = &g_array_index (list, NsArchTensor, i);
+      /* The image loop never needs lm_head: the engine does not load it. */
+      if (g_str_equal (t->name, "lm_head.weight"))
+        continue;
+      total += ns_plan_tensor_bytes (t->n_dims, t->shape[0], t->n_dims == 2 ? t->shape[1] : 1,
+                                     format, min_quant);
+    }
+  if (cfg->use_gen_pos_embed)
+    {
+      /* The buffer covers the token grid of a latent_size² latent, in f32. */
+      guint64 side = cfg->latent_size / MAX (cfg->latent_patch_size, 1);
+      total += side * side * cfg->hidden_size * sizeof (float);
+    }
+  return total;
+}
+
+/* Parameters of a 3×3 conv ci → co with bias. */
+static guint64
+conv3 (guint64 ci, guint64 co)
+{
+  return ci * co * 9 + co;
+}
+
+/* A ResnetBlock ci → co: two GroupNorms, two 3×3 convs, a 1×1 shortcut
+ * when the channels change. */
+static guint64
+resblock (guint64 ci, guint64 co)
+{
+  return 2 * ci + conv3 (ci, co) + 2 * co + conv3 (co, co) + (ci != co ? ci * co + co : 0);
+}
+
+/* One tower of vae.c's layout: conv_in, levels of ResnetBlocks from `c`
+ * to ch·ch_mult[i] with a resample conv between levels, the mid block (two
+ * ResnetBlocks around a single-head attention), norm_out and conv_out. The
+ * encoder climbs the levels, the decoder (one more block each) descends. */
+static guint64
+tower_params (const NsVaeConfig *v, gboolean decoder)
+{
+  int n = v->n_ch_mult;
+  guint64 ch = v->ch, top = ch * v->ch_mult[n - 1];
+  guint64 c_in = decoder ? v->z_channels : v->in_channels;
+  guint64 c_out = decoder ? v->out_ch : 2 * v->z_channels;
+  guint64 c = decoder ? top : ch;
+  guint64 total = conv3 (c_in, c);
+  for (int step = 0; step < n; step++)
+    {
+      int i = decoder ? n - 1 - step : step;
+      guint64 co = ch * v->ch_mult[i];
+      for (int j = 0; j < v->num_res_blocks + decoder; j++, c = co)
+        total += resblock (c, co);
+      if (decoder ? i > 0 : i < n - 1)
+        total += conv3 (co, co);
+    }
+  total += 2 * resblock (top, top) + 2 * top + 4 * (top * top + top);
+  return total + 2 * c + conv3 (c, c_out);
+}
+
+static guint64
+vae_params (const NsVaeConfig *v)
+{
+  return tower_params (v, FALSE) + tower_params (v, TRUE);
+}
+
+/* Decoder activations of one tile (vae-net.c: four buffers of the largest
+ * c·h·w plus the mid block's attention scratch). */
+static guint64
+vae_workspace (const NsVaeConfig *v, int width, int height)
+{
+  guint64 lh = MIN (height / NS_VAE_FACTOR, NS_VAE_TILE_SIDE);
+  guint64 lw = MIN (width / NS_VAE_FACTOR, NS_VAE_TILE_SIDE);
+  guint64 cap = 0;
+  for (int i = 0; i < v->n_ch_mult; i++)
+    {
+      guint64 c = (guint64) v->ch * v->ch_mult[i];
+      guint64 scale = (guint64) NS_VAE_FACTOR >> i;
+      cap = MAX (cap, c * lh * scale * lw * scale);
+    }
+  guint64 top = (guint64) v->ch * v->ch_mult[v->n_ch_mult - 1];
+  /* attention scores are n × n over the latent positions */
+  guint64 mid = top * lh * lw + lh * lw * lh * lw;
+  return (4 * cap + mid) * sizeof (float);
+}
+
+void
+ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat format,
+                int64_t min_quant, const NsPlanRequest *r, NsMemoryPlan *plan)
+{
+  guint64 p = cfg->latent_patch_size, dim = cfg->latent_channels * p * p;
+  guint64 ntok = (guint64) (r->width / (8 * p)) * (r->height / (8 * p));
+  guint64 rows = (guint64) r->cfg_mult * r->images, len = r->prompt_tokens;
+  guint64 kv = (guint64) cfg->num_key_value_heads * cfg->head_dim;
+  guint64 q = (guint64) cfg->num_attention_heads * cfg->head_dim;
+  guint64 h = cfg->hidden_size, d = cfg->fm_head_dim, steps = 50;
+  *plan = (NsMemoryPlan) { 0 };
+  plan->weights = model_weight_bytes (cfg, format, min_quant);
+  plan->vae_weights = vae_params (vae) * sizeof (float);
+  plan->kv_cache = (2 * cfg->num_hidden_layers * kv + 1) * rows * (len + ntok) * sizeof (float);
+  /* prefill runs all prompt rows at once; the FM head keeps per-step adaLN
+   * outputs for every block (steps ≤ 50 by default) */
+  guint64 step = rows * len * (3 * h + 2 * q + 2 * kv + 2 * cfg->intermediate_size);
+  guint64 head = (guint64) MAX (cfg->fm_head_layers, 1) * steps * rows * 3 * d + rows * 8 * d;
+  plan->activations = (step + head + rows * 4 * h + 4 * rows * dim) * sizeof (float);
+  plan->vae_workspace = vae_workspace (vae, r->width, r->height);
+  plan->total = plan->weights + plan->vae_weights + plan->kv_cache + plan->activations
+                + plan->vae_workspace;
+}
+
+gboolean
+ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, gboolean gpu,
+                      NsWeightFormat format, GError **error)
+{
+  if (plan->total <= available)
+    return TRUE;
+  gboolean quantized = format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8;
+  g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
+               "needs %.1f GB of %s memory, %.1f GB free: try %sa smaller image%s (weights "
+               "%.1f GB, KV cache %.1f GB, VAE %.1f GB, activations %.1f GB)",
+               plan->total / 1e9, gpu ? "GPU" : "device", available / 1e9,
+               quantized ? "" : "--weights int8, ", gpu ? " or --backend cpu" : "",
+               plan->weights / 1e9, plan->kv_cache / 1e9,
+               (plan->vae_weights + plan->vae_workspace) / 1e9, plan->activations / 1e9);
+  return FALSE;
+}

@@ -1,0 +1,179 @@
+/* weight-cache.c — see weight-cache.h. */
+#include <errno.h>
+#include <string.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "model/weight-cache.h"
+#include "cpu/quant.h"
+#include "files/safetensors.h"
+
+char *
+ns_weight_cache_default_path (const char *model_dir, NsWeightFormat format)
+{
+  g_autofree char *abs = g_canonicalize_filename (model_dir, NULL);
+  g_autofree char *hash = g_compute_checksum_for_string (G_CHECKSUM_SHA256, abs, -1);
+  g_autofree char *base = g_path_get_basename (abs);
+  g_autofree char *file = g_strdup_printf ("%s-%.12s-%s.safetensors", base, hash,
+                                           ns_weight_format_name (format));
+  return g_build_filename (g_get_user_cache_dir (), "nextstep", file, NULL);
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* "name size mtime;" for every *.safetensors of the model folder, sorted. */
+static char *
+source_signature (const char *model_dir)
+{
+  g_autoptr (GDir) dir = g_dir_open (model_dir, 0, NULL);
+  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  while (dir && (name = g_dir_read_name (dir)) != NULL)
+    {
+      if (!g_str_has_suffix (name, ".safetensors"))
+        continue;
+      g_autofree char *path = g_build_filename (model_dir, name, NULL);
+      GStatBuf st;
+      if (g_stat (path, &st) == 0)
+        g_ptr_array_add (parts, g_strdup_printf ("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT,
+                                                 name, (gint64) st.st_size,
+                                                 (gint64) st.st_mtime));
+    }
+  g_ptr_array_sort (parts, compare_strings);
+  g_ptr_array_add (parts, NULL);
+  return g_strjoinv (";", (char **) parts->pdata);
+}
+
+/* Free bytes on the file system holding `path` (0 when unknown). */
+static guint64
+free_bytes (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autoptr (GFile) file = g_file_new_for_path (dir);
+  g_autoptr (GFileInfo) info =
+    g_file_query_filesystem_info (file, G_FILE_ATTRIBUTE_FILESYSTEM_FREE, NULL, NULL);
+  return info ? g_file_info_get_attribute_uint64 (info, G_FILE_ATTRIBUTE_FILESYSTEM_FREE) : 0;
+}
+
+static gboolean
+disk_full (GError **error, const char *path, guint64 needed)
+{
+  g_set_error (error, NS_ERROR, NS_ERROR_FILE,
+               "disk full while writing %s: free %.1f GB and retry", path,
+               MAX (needed / 1e9, 0.1));
+  return FALSE;
+}
+
+static void
+add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype)
+{
+  if (q_dtype == t->dtype)
+    {
+      ns_safetensors_writer_add (w, t->name, t->dtype, t->n_dims, t->shape, t->data);
+      return;
+    }
+  int rows = (int) t->shape[0], cols = (int) t->shape[1];
+  g_autofree void *q = g_malloc ((size_t) rows * cols);
+  g_autofree float *scale = g_new (float, rows);
+  ns_quantize_rows (t->data, t->dtype, rows, cols, q_dtype, q, scale);
+  ns_safetensors_writer_add (w, t->name, q_dtype, 2, t->shape, q);
+  g_autofree char *scale_name = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
+  const int64_t scale_shape[1] = { rows };
+  ns_safetensors_writer_add (w, scale_name, NS_DTYPE_F32, 1, scale_shape, scale);
+}
+
+gboolean
+ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,
+                       NsWeightFormat format, int64_t min_quant, const char *path,
+                       GError **error)
+{
+  g_return_val_if_fail (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8, FALSE);
+  /* Which tensors upload would quantize: the backend rule, on a template. */
+  NsBackend rule = { 0 };
+  ns_backend_set_weight_format (&rule, format, min_quant);
+  g_autoptr (NsSafetensorsWriter) w = ns_safetensors_writer_new ();
+  for (guint i = 0; i < ns_tensor_store_len (weights); i++)
+    {
+      const NsTensorView *t = ns_tensor_store_get (weights, i);
+      add_tensor (w, t, ns_backend_upload_dtype (&rule, t));
+    }
+  g_autofree char *source = source_signature (model_dir);
+  g_autofree char *min_text = g_strdup_printf ("%" G_GINT64_FORMAT, min_quant);
+  ns_safetensors_writer_set_metadata (w, "format", ns_weight_format_name (format));
+  ns_safetensors_writer_set_metadata (w, "min_quant", min_text);
+  ns_safetensors_writer_set_metadata (w, "source", source);
+  g_autofree char *dir = g_path_get_dirname (path);
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FILE, "cannot create the folder %s: %s", dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  guint64 needed = ns_safetensors_writer_data_size (w), avail = free_bytes (path);
+  if (avail > 0 && avail < needed)
+    return disk_full (error, path, needed - avail);
+  g_autoptr (GError) local = NULL;
+  if (ns_safetensors_writer_save (w, path, &local))
+    return TRUE;
+  /* The writer names the errno text; out of space or over a size limit is
+   * the same advice for the user. */
+  if (strstr (local->message, g_strerror (ENOSPC)) || strstr (local->message, g_strerror (EFBIG)))
+    return disk_full (error, path, needed);
+  g_propagate_error (error, g_steal_pointer (&local));
+  return FALSE;
+}
+
+/* The __metadata__ object of a safetensors file as a new JsonObject, or NULL. */
+static JsonObject *
+read_metadata (const char *path, GError **error)
+{
+  g_autoptr (GMappedFile) map = g_mapped_file_new (path, FALSE, error);
+  if (map == NULL)
+    return NULL;
+  const guint8 *p = (const guint8 *) g_mapped_file_get_contents (map);
+  gsize size = g_mapped_file_get_length (map);
+  guint64 len = 0;
+  for (int i = 0; i < 8 && size >= 8; i++)
+    len |= (guint64) p[i] << (8 * i);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (size < 8 || len > size - 8
+      || !json_parser_load_from_data (parser, (const char *) p + 8, (gssize) len, NULL)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return NULL;
+  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+  JsonObject *meta = json_object_get_object_member (root, "__metadata__");
+  return meta ? json_object_ref (meta) : NULL;
+}
+
+NsTensorStore *
+ns_weight_cache_open (const char *path, const char *model_dir, NsWeightFormat format,
+                      int64_t min_quant, GError **error)
+{
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (JsonObject) meta = read_metadata (path, &local);
+  if (meta == NULL)
+    return NULL;    /* not ours or unreadable: quantize at load instead */
+  g_autofree char *source = source_signature (model_dir);
+  g_autofree char *min_text = g_strdup_printf ("%" G_GINT64_FORMAT, min_quant);
+  if (g_strcmp0 (json_object_get_string_member_with_default (meta, "format", ""),
+                 ns_weight_format_name (format)) != 0
+      || g_strcmp0 (json_object_get_string_member_with_default (meta, "min_quant", ""),
+                    min_text) != 0
+      || g_strcmp0 (json_object_get_string_member_with_default (meta, "source", ""),
+                    source) != 0)
+    return NULL;
+  NsTensorStore *store = ns_tensor_store_new ();
+  if (!ns_safetensors_load_file (store, path, error))
+    {
+      ns_tensor_store_free (store);
+      return NULL;
+    }
+  return store;
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Times the official PyTorch NextStep-1 pipeline on random full-size bf16
+weights and prints its speed against `nextstep bench --json`.
+
+Run on the GPU machine, with a snapshot of github.com/stepfun-ai/NextStep-1
+(the Aug-2025 layout: nextstep/models/{modeling_nextstep,configuration_nextstep,
+modeling_flux_vae,pipeline_nextstep}.py) and its Python requirements
+(torch, transformers, diffusers, torchvision):
+
+  nextstep bench --backend cuda --vae /path/to/vae --json > ours-bf16.json
+  python3 tests/bench/official-pipeline.py --official /path/to/NextStep-1 \
+      --tokenizer /path/to/golden/t2i-tiny/model --ours ours-bf16.json
+
+The tokenizer folder only has to hold a Qwen2 tokenizer with NextStep's added
+tokens (the golden tiny models have one); weights are random, the shapes are
+the real ones (model doc §2, §7, §11). Not registered as a test: it needs a
+GPU, the official code and ~30 GB of GPU memory.
+
+Marked CHECK: names taken from the model doc's description of the official
+classes, to confirm against the snapshot before trusting the numbers.
+"""
+import argparse
+import json
+import sys
+import time
+
+# The real NextStep-1.1 / Large shapes (Qwen2.5-14B backbone + heads).
+REAL_CONFIG = dict(
+    hidden_size=5120, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
+    intermediate_size=13824, vocab_size=152064, max_position_embeddings=32768,
+    rms_norm_eps=1e-5, rope_theta=1e6, attention_bias=True, tie_word_embeddings=False,
+    latent_channels=16, latent_patch_size=2, latent_size=64, use_gen_pos_embed=False,
+    fm_head_dim=1536, fm_head_layers=12,
+    # token ids of the golden tokenizer (CHECK: take them from the tokenizer folder's
+    # config.json when it differs)
+    boi=151667, eoi=151668, image_placeholder_id=151669, pad_token_id=151665,
+)
+REAL_VAE = dict(resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 2, 4, 4],
+                num_res_blocks=2, z_channels=16, scaling_factor=1.0, shift_factor=0.0)
+DEFAULTS = dict(cfg=7.5, num_sampling_steps=28, timesteps_shift=1.0, use_norm=False)
+
+
+def build(official, tokenizer_dir, torch):
+    sys.path.insert(0, official)
+    # CHECK: module paths of the Aug-2025 release (commit bfd14b5e); the Feb-2026
+    # layout moved them under nextstep/models/nextstep/.
+    from nextstep.models.configuration_nextstep import NextStepConfig
+    from nextstep.models.modeling_nextstep import NextStep
+    from nextstep.models.modeling_flux_vae import AutoEncoderParams, AutoencoderKL
+    from nextstep.models.pipeline_nextstep import NextStepPipeline
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left", use_fast=True)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        # Random init straight on the GPU in bf16: no 28 GB host copy.
+        model = NextStep(NextStepConfig(**REAL_CONFIG))
+        # AutoencoderKL(params) as its from_pretrained builds it (read in the
+        # snapshot of modeling_flux_vae.py); CHECK that REAL_VAE's keys are all
+        # AutoEncoderParams fields in the snapshot used.
+        vae = AutoencoderKL(AutoEncoderParams(**REAL_VAE))
+    torch.set_default_dtype(torch.float32)
+    # CHECK: NextStepPipeline(tokenizer=, model=, vae=) keyword names.
+    return NextStepPipeline(tokenizer=tokenizer, model=model, vae=vae).to("cuda", torch.bfloat16)
+
+
+def time_generate(pipe, size, torch, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        pipe.generate_image("a photo of a cat", hw=(size, size), seed=42, progress=False,
+                            positive_prompt="", negative_prompt="", **DEFAULTS)
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--official", required=True, help="snapshot of stepfun-ai/NextStep-1")
+    ap.add_argument("--tokenizer", required=True, help="folder with a NextStep tokenizer")
+    ap.add_argument("--ours", help="JSON printed by `nextstep bench --backend cuda --json`")
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+    if not torch.cuda.is_available():
+        sys.exit("official-pipeline.py: no CUDA device")
+    pipe = build(args.official, args.tokenizer, torch)
+    torch.cuda.reset_peak_memory_stats()
+    ours = json.load(open(args.ours)) if args.ours else None
+    result = {"device": torch.cuda.get_device_name(), "steps": DEFAULTS["num_sampling_steps"]}
+    for size in (int(s) for s in args.sizes.split(",")):
+        seconds = time_generate(pipe, size, torch, args.repeats)
+        result[f"official_{size}_s"] = seconds
+        line = f"{size}²: official {seconds:.1f} s"
+        key = f"e2e_{size}_s"
+        if ours and key in ours:
+            # Ours is the decode + head (+ VAE with --vae) estimate without prefill:
+            # a lower bound of our end-to-end time, so the ratio is an upper bound
+            # of our speed-up (prefill is tens of ms on an H100).
+            result[f"ratio_{size}"] = seconds / ours[key]
+            line += f", ours {ours[key]:.1f} s ({ours['weights']}) → {seconds / ours[key]:.1f}× faster"
+        print(line)
+    result["official_peak_vram_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

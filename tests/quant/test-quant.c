@@ -1,0 +1,527 @@
+/* test-quant.c — weight-only int8/fp8: the fp8 encoder, quantized linear and
+ * embedding on the CPU backend against float references, the memory planner
+ * (golden configs and the real 14B shapes), the convert cache (round trip,
+ * stale, disk full) and the token error of every golden run. */
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <utime.h>
+#include <glib/gstdio.h>
+
+#include "golden-run.h"
+#include "backend.h"
+#include "cpu/quant.h"
+#include "files/config.h"
+#include "files/safetensors.h"
+#include "files/torch-checkpoint.h"
+#include "model/memory-plan.h"
+#include "model/weight-cache.h"
+
+/* Measured on the golden runs (docs/benchmarks.md: worst int8 max 0.094 /
+ * RMS 0.082, fp8 0.224 / 0.209) with headroom; relative to the reference's
+ * largest value (max) and its RMS (RMS). The runs are deterministic. */
+#define INT8_MAX_BOUND 0.15
+#define INT8_RMS_BOUND 0.12
+#define FP8_MAX_BOUND 0.35
+#define FP8_RMS_BOUND 0.30
+
+/* ---- fp8 encoder ---------------------------------------------------------- */
+
+static void
+test_fp8_round_trip (void)
+{
+  for (int c = 0; c < 256; c++)
+    {
+      float v = ns_f8e4m3_to_f32 ((uint8_t) c);
+      if (isnan (v))
+        g_assert_cmpint (ns_f32_to_f8e4m3 (v) & 0x7f, ==, 0x7f);
+      else
+        g_assert_cmphex (ns_f32_to_f8e4m3 (v), ==, c);
+    }
+}
+
+static void
+test_fp8_known_values (void)
+{
+  const struct { float v; uint8_t code; } cases[] = {
+    { 1.0f, 0x38 }, { -2.0f, 0xc0 }, { 448.0f, 0x7e }, { 1e9f, 0x7e }, { -INFINITY, 0xfe },
+    { 0x1p-9f, 0x01 }, { 0x1p-10f, 0x00 },           /* subnormal tie → even (0) */
+    { 0x1.8p-9f, 0x02 },                             /* 1.5 steps → 2 */
+    { 0x1p-6f, 0x08 }, { 0x1.Ep-7f, 0x08 },          /* rounds up into the normals */
+    { 1.0625f, 0x38 }, { 1.1875f, 0x3a },            /* mantissa ties → even */
+    { 464.0f, 0x7e }, { -0.0f, 0x80 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_assert_cmphex (ns_f32_to_f8e4m3 (cases[i].v), ==, cases[i].code);
+}
+
+/* ---- quantized ops on the CPU backend --------------------------------------- */
+
+static float
+uniform (void)
+{
+  return (float) g_test_rand_double_range (-1.0, 1.0);
+}
+
+/* max|ours − ref| / max|ref| */
+static double
+rel_error (const float *ours, const double *ref, size_t n)
+{
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < n; i++)
+    {
+      max_ref = fmax (max_ref, fabs (ref[i]));
+      max_diff = fmax (max_diff, fabs (ours[i] - ref[i]));
+    }
+  return max_diff / max_ref;
+}
+
+static void
+check_linear (NsWeightFormat format, int rows, double bound)
+{
+  int in = 200, out = 48;
+  NsBackend *b = ns_backend_cpu_new (2);
+  ns_backend_set_weight_format (b, format, 0);
+  g_autofree uint16_t *w = g_new (uint16_t, (size_t) in * out);
+  g_autofree float *x = g_new (float, (size_t) rows * in), *y = g_new (float, (size_t) rows * out);
+  g_autofree double *ref = g_new0 (double, (size_t) rows * out);
+  for (int i = 0; i < in * out; i++)
+    w[i] = ns_f32_to_bf16 (uniform () * (i % 7 == 0 ? 3.0f : 1.0f));
+  for (int i = 0; i < rows * in; i++)
+    x[i] = uniform ();
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++)
+      for (int i = 0; i < in; i++)
+        ref[r * out + o] += (double) ns_bf16_to_f32 (w[o * in + i]) * x[r * in + i];
+  NsTensorView view = { (char *) "w", NS_DTYPE_BF16, 2, { out, in }, w,
+                        (size_t) in * out * 2, "test" };
+  NsMat m;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (b->ops->upload (b, &view, &m, &error));
+  g_assert_cmpint (m.dtype, ==, ns_weight_format_dtype (format));
+  b->ops->linear (b, y, x, &m, NULL, rows, FALSE);
+  double e = rel_error (y, ref, (size_t) rows * out);
+  g_test_message ("%s linear, %d rows: rel error %.4f", ns_weight_format_name (format), rows, e);
+  g_assert_cmpfloat (e, <=, bound);
+  g_assert_cmpfloat (e, >, 0);   /* it really was quantized */
+
+  /* embedding rows: each element within half a quantization step of its row */
+  const int32_t ids[3] = { 5, 0, 47 };
+  g_autofree float *emb = g_new (float, 3 * in);
+  b->ops->embedding (b, emb, &m, ids, 3);
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < in; i++)
+      {
+        float ref_v = ns_bf16_to_f32 (w[ids[k] * in + i]);
+        float step = format == NS_WEIGHTS_INT8 ? m.scale[ids[k]] : fabsf (ref_v) / 16 + 1e-3f * m.scale[ids[k]];
+        g_assert_cmpfloat (fabsf (emb[k * in + i] - ref_v), <=, step);
+      }
+  b->ops->release (b, &m);
+  ns_backend_destroy (b);
+}
+
+static void
+test_linear_quantized (void)
+{
+  /* GEMV (≤ 8 rows) and blocked matmul paths. Per-row absmax: int8 errs by
+   * ≤ half a step of amax/127, fp8 by ≤ 2^-4 relative per element. */
+  check_linear (NS_WEIGHTS_INT8, 3, 0.015);
+  check_linear (NS_WEIGHTS_INT8, 33, 0.015);
+  check_linear (NS_WEIGHTS_FP8, 3, 0.06);
+  check_linear (NS_WEIGHTS_FP8, 33, 0.06);
+}
+
+/* ---- memory planner ------------------------------------------------------- */
+
+static void
+load_golden_configs (const char *case_name, NsModelConfig *cfg, NsVaeConfig *vae)
+{
+  g_autofree char *c = ns_test_golden_path (case_name, "model", "config.json", NULL);
+  g_autofree char *v = ns_test_golden_path (case_name, "vae", "config.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (ns_model_config_load (cfg, c, &error));
+  g_assert_true (ns_vae_config_load (vae, v, &error));
+}
+
+/* The plan's weights must equal the bytes of the golden checkpoint's
+ * tensors (less lm_head) counted at 2 bytes per element. */
+static void
+test_plan_golden (void)
+{
+  NsModelConfig cfg;
+  NsVaeConfig vae;
+  load_golden_configs ("t2i-tiny", &cfg, &vae);
+  g_autofree char *dir = ns_test_golden_path ("t2i-tiny", "model", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
+  g_assert_no_error (error);
+  guint64 expect = 0;
+  for (guint i = 0; i < ns_tensor_store_len (store); i++)
+    {
+      const NsTensorView *t = ns_tensor_store_get (store, i);
+      if (strcmp (t->name, "lm_head.weight") != 0 && strcmp (t->name, "gen_pos_embed") != 0)
+        expect += 2 * (guint64) ns_tensor_n_elements (t);
+    }
+  NsPlanRequest r = { 64, 64, 1, 2, 40 };
+  NsMemoryPlan bf16, int8;
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_BF16, 1, &r, &bf16);
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_INT8, 1, &r, &int8);
+  g_assert_false (cfg.use_gen_pos_embed);
+  g_assert_cmpuint (bf16.weights, ==, expect);
+  /* the VAE estimate against the real checkpoint's element count (f32) */
+  g_autofree char *ckpt = ns_test_golden_path ("t2i-tiny", "vae", "checkpoint.pt", NULL);
+  g_autoptr (NsTensorStore) vae_store = ns_torch_checkpoint_load (ckpt, &error);
+  g_assert_no_error (error);
+  double vae_bytes = 4.0 * ns_tensor_store_n_elements (vae_store);
+  g_test_message ("VAE: planned %" G_GUINT64_FORMAT " bytes, checkpoint %.0f", bf16.vae_weights,
+                  vae_bytes);
+  g_assert_cmpfloat (fabs (bf16.vae_weights - vae_bytes) / vae_bytes, <, 0.02);
+  g_assert_cmpuint (int8.weights, <, bf16.weights * 6 / 10);
+  guint64 kv = 2ull * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * (40 + 16) * 4;
+  g_assert_cmpuint (bf16.kv_cache, >=, kv);
+  g_assert_cmpuint (bf16.total, >, bf16.weights + bf16.kv_cache + bf16.vae_weights);
+  ns_model_config_clear (&cfg);
+}
+
+static const char *real_config =
+  "{\"hidden_size\": 5120, \"num_hidden_layers\": 48, \"num_attention_heads\": 40,"
+  " \"num_key_value_heads\": 8, \"intermediate_size\": 13824, \"vocab_size\": 152064,"
+  " \"max_position_embeddings\": 32768, \"latent_channels\": 16, \"latent_patch_size\": 2,"
+  " \"fm_head_dim\": 1536, \"fm_head_layers\": 12, \"attention_bias\": true,"
+  " \"boi\": 151667, \"eoi\": 151668, \"image_placeholder_id\": 151669,"
+  " \"pad_token_id\": 151665, \"model_type\": \"nextstep\"}";
+static const char *real_vae =
+  "{\"resolution\": 256, \"in_channels\": 3, \"out_ch\": 3, \"ch\": 128, \"ch_mult\": [1, 2, 4, 4],"
+  " \"num_res_blocks\": 2, \"z_channels\": 16, \"scaling_factor\": 1.0, \"shift_factor\": 0.0}";
+
+/* The 14B shapes: model doc / engine-performance §1 put the image-loop
+ * weights at 13.24 B params plus embed_tokens 0.78 B. */
+static void
+test_plan_real (void)
+{
+  NsModelConfig cfg;
+  NsVaeConfig vae;
+  g_autoptr (GError) error = NULL;
+  ns_model_config_parse (&cfg, real_config, strlen (real_config), "real", &error);
+  g_assert_no_error (error);
+  g_assert_true (ns_vae_config_parse (&vae, real_vae, strlen (real_vae), "real vae", &error));
+  NsPlanRequest r = { 512, 512, 1, 2, NS_PLAN_PROMPT_TOKENS };
+  NsMemoryPlan bf16, int8;
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS, &r, &bf16);
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_INT8, NS_QUANT_MIN_ELEMENTS, &r, &int8);
+  g_test_message ("14B: bf16 weights %.2f GB, int8 %.2f GB, KV %.2f GB, VAE %.2f+%.2f GB, "
+                  "total bf16 %.2f GB", bf16.weights / 1e9, int8.weights / 1e9,
+                  bf16.kv_cache / 1e9, bf16.vae_weights / 1e9, bf16.vae_workspace / 1e9,
+                  bf16.total / 1e9);
+  g_assert_cmpfloat (bf16.weights / 1e9, >, 27.5);
+  g_assert_cmpfloat (bf16.weights / 1e9, <, 29.0);
+  g_assert_cmpfloat (int8.weights / 1e9, >, 14.0);
+  g_assert_cmpfloat (int8.weights / 1e9, <, 15.5);
+  /* 48 layers × 2 × 8 heads × 128 × 4 B × 2 rows × (512 + 1024) positions = 1.21 GB */
+  g_assert_cmpfloat (bf16.kv_cache / 1e9, >, 1.2);
+  g_assert_cmpfloat (bf16.kv_cache / 1e9, <, 1.22);
+  /* Flux VAE: ~84 M params, f32 */
+  g_assert_cmpfloat (bf16.vae_weights / 1e9, >, 0.25);
+  g_assert_cmpfloat (bf16.vae_weights / 1e9, <, 0.40);
+  g_autoptr (GError) refused = NULL;
+  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 24e9, TRUE, NS_WEIGHTS_BF16, &refused));
+  g_assert_error (refused, NS_ERROR, NS_ERROR_OUT_OF_MEMORY);
+  g_assert_true (g_str_has_prefix (refused->message, "needs "));
+  g_assert_nonnull (strstr (refused->message, " GB of GPU memory, 24.0 GB free: try --weights int8, "
+                                              "a smaller image or --backend cpu"));
+  g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, TRUE, NS_WEIGHTS_INT8, NULL));
+  ns_model_config_clear (&cfg);
+}
+
+/* ---- CLI: refusal with a cap, generate with int8 ---------------------------- */
+
+static char *
+generate_stderr (const char *weights, const char *cap)
+{
+  g_autofree char *model = ns_test_golden_path ("t2i-tiny", "model", NULL);
+  g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
+  char *err = NULL;
+  int status = 0;
+  const char *argv[] = { g_getenv ("NS_CLI"), "generate", "--model", model, "--vae", vae,
+                         "--prompt", "a cat", "--backend", "cpu", "--weights", weights,
+                         "--device-memory-cap", cap, "-o", "/dev/null", NULL };
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, 0, NULL, NULL, NULL, &err, &status,
+                               NULL));
+  g_assert_false (g_spawn_check_wait_status (status, NULL));
+  return err;
+}
+
+/* bf16 that does not fit suggests int8; auto already fell back to int8 and
+ * suggests a smaller image. */
+static void
+test_cli_cap_refused (void)
+{
+  g_autofree char *bf16 = generate_stderr ("bf16", "1000000");
+  g_assert_nonnull (strstr (bf16, "nextstep: needs 0."));
+  g_assert_nonnull (strstr (bf16, " GB of device memory, 0.0 GB free: try --weights int8"));
+  g_autofree char *aut = generate_stderr ("auto", "1000000");
+  g_assert_nonnull (strstr (aut, " GB of device memory, 0.0 GB free: try a smaller image ("));
+}
+
+/* ---- convert cache -------------------------------------------------------- */
+
+/* A model folder holding a copy of the golden t2i-tiny shards. */
+static char *
+copy_model (void)
+{
+  char *dir = ns_test_tmpdir ();
+  g_autofree char *src = ns_test_golden_path ("t2i-tiny", "model", NULL);
+  g_autoptr (GDir) d = g_dir_open (src, 0, NULL);
+  const char *name;
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *from = g_build_filename (src, name, NULL), *to = g_build_filename (dir, name, NULL);
+      g_autofree char *data = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (from, &data, &len, NULL));
+      g_assert_true (g_file_set_contents (to, data, len, NULL));
+    }
+  return dir;
+}
+
+static void
+test_convert_round_trip (void)
+{
+  g_autofree char *dir = copy_model ();
+  g_autofree char *path = g_build_filename (dir, "cache", "w.safetensors", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_FP8, 1, path, &error));
+  g_autoptr (NsTensorStore) cache = ns_weight_cache_open (path, dir, NS_WEIGHTS_FP8, 1, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (cache);
+  guint quantized = 0;
+  for (guint i = 0; i < ns_tensor_store_len (store); i++)
+    {
+      const NsTensorView *t = ns_tensor_store_get (store, i);
+      const NsTensorView *c = ns_tensor_store_find (cache, t->name);
+      g_assert_nonnull (c);
+      if (t->n_dims != 2)
+        {
+          g_assert_cmpmem (c->data, c->n_bytes, t->data, t->n_bytes);
+          continue;
+        }
+      int rows = t->shape[0], cols = t->shape[1];
+      g_autofree uint8_t *q = g_malloc ((size_t) rows * cols);
+      g_autofree float *s = g_new (float, rows);
+      ns_quantize_rows (t->data, t->dtype, rows, cols, NS_DTYPE_F8_E4M3, q, s);
+      g_autofree char *sname = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
+      const NsTensorView *cs = ns_tensor_store_find (cache, sname);
+      g_assert_cmpint (c->dtype, ==, NS_DTYPE_F8_E4M3);
+      g_assert_cmpmem (c->data, c->n_bytes, q, (size_t) rows * cols);
+      g_assert_cmpmem (cs->data, cs->n_bytes, s, rows * sizeof (float));
+      quantized++;
+    }
+  g_assert_cmpuint (quantized, >, 10);
+  /* other settings, or weights touched since, make the cache stale */
+  g_assert_null (ns_weight_cache_open (path, dir, NS_WEIGHTS_INT8, 1, NULL));
+  g_assert_null (ns_weight_cache_open (path, dir, NS_WEIGHTS_FP8, NS_QUANT_MIN_ELEMENTS, NULL));
+  g_autofree char *shard = g_build_filename (dir, "model-00001-of-00003.safetensors", NULL);
+  struct utimbuf times = { 1000, 1000 };
+  g_assert_cmpint (utime (shard, &times), ==, 0);
+  g_assert_null (ns_weight_cache_open (path, dir, NS_WEIGHTS_FP8, 1, &error));
+  g_assert_no_error (error);
+  ns_test_rmtree (dir);
+}
+
+static void
+test_convert_disk_full (void)
+{
+  if (g_test_subprocess ())
+    {
+      const char *dir = g_getenv ("NS_TEST_CONVERT_DIR");
+      g_autofree char *path = g_build_filename (dir, "out", "w.safetensors", NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
+      signal (SIGXFSZ, SIG_IGN);
+      struct rlimit lim = { 4096, 4096 };
+      g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &lim), ==, 0);
+      g_assert_false (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+      g_printerr ("%s\n", error->message);
+      return;
+    }
+  g_autofree char *dir = copy_model ();
+  g_autofree char *out = g_build_filename (dir, "out", NULL);
+  g_assert_cmpint (g_mkdir (out, 0755), ==, 0);
+  g_setenv ("NS_TEST_CONVERT_DIR", dir, TRUE);
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, 0);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("*disk full while writing *w.safetensors: free * GB and retry*");
+  g_autoptr (GDir) d = g_dir_open (out, 0, NULL);
+  g_assert_null (g_dir_read_name (d));    /* neither the file nor a temporary */
+  ns_test_rmtree (dir);
+}
+
+/* ---- model load through the cache -------------------------------------------- */
+
+static NsModel *load_model (const char *dir, const char *vae, NsWeightFormat format);
+static float *run_tokens (NsModel *m, const GoldenRun *run, size_t *n);
+
+/* Writes the default-place cache of `dir` from `store`, loads the model
+ * and returns the tokens of the golden run t2i-nocfg-32. */
+static float *
+tokens_with_cache (const char *dir, const NsTensorStore *store, size_t *n)
+{
+  g_autofree char *path = ns_weight_cache_default_path (dir, NS_WEIGHTS_INT8);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+  g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
+  NsModel *m = load_model (dir, vae, NS_WEIGHTS_INT8);
+  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-nocfg-32");
+  float *tokens = run_tokens (m, run, n);
+  golden_run_free (run);
+  ns_model_free (m);
+  g_unlink (path);
+  return tokens;
+}
+
+/* Loading uses a valid cache: the true cache gives the tokens of quantizing
+ * at load, a cache made from altered weights (same metadata) changes them. */
+static void
+test_convert_used_by_load (void)
+{
+  g_autofree char *dir = copy_model ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
+  g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
+  NsModel *m = load_model (dir, vae, NS_WEIGHTS_INT8);
+  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-nocfg-32");
+  size_t n, n1, n2;
+  g_autofree float *at_load = run_tokens (m, run, &n);
+  golden_run_free (run);
+  ns_model_free (m);
+
+  g_autofree float *cached = tokens_with_cache (dir, store, &n1);
+  g_assert_cmpmem (cached, n1 * sizeof (float), at_load, n * sizeof (float));
+
+  g_autoptr (NsTensorStore) altered = ns_tensor_store_new ();
+  const NsTensorView *out = ns_tensor_store_find (store, "image_out_projector.weight");
+  g_autofree guint8 *zeros = g_malloc0 (out->n_bytes);
+  for (guint i = 0; i < ns_tensor_store_len (store); i++)
+    {
+      NsTensorView v = *ns_tensor_store_get (store, i);
+      if (ns_tensor_store_get (store, i) == out)
+        v.data = zeros;
+      g_assert_true (ns_tensor_store_add (altered, &v, &error));
+    }
+  g_autofree float *other = tokens_with_cache (dir, altered, &n2);
+  g_assert_cmpuint (n2, ==, n);
+  g_assert_true (memcmp (other, at_load, n * sizeof (float)) != 0);
+  ns_test_rmtree (dir);
+}
+
+/* ---- quality cost on the golden runs ------------------------------------------ */
+
+static NsModel *
+load_model (const char *dir, const char *vae, NsWeightFormat format)
+{
+  NsLoadOptions o = { 0 };
+  o.model_dir = dir;
+  o.vae_dir = vae;
+  o.backend = NS_BACKEND_CPU;
+  o.weights = format;
+  o.quant_min_elements = 1;
+  o.threads = 2;
+  g_autoptr (GError) error = NULL;
+  NsModel *m = ns_model_load (&o, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ns_model_get_weight_format (m), ==, format);
+  return m;
+}
+
+static float *
+run_tokens (NsModel *m, const GoldenRun *run, size_t *n)
+{
+  NsRequest r;
+  golden_run_request (run, &r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsResult) res = ns_model_run (m, &r, &error);
+  g_assert_no_error (error);
+  *n = (size_t) res->n_images * res->ntok * res->token_dim;
+  return g_memdup2 (res->tokens, *n * sizeof (float));
+}
+
+/* Token error of int8/fp8 against the as-stored weights: max and RMS
+ * relative to the reference's max and RMS. */
+static void
+check_case_quality (const char *case_name)
+{
+  g_auto (GStrv) runs = golden_run_names (case_name);
+  g_autofree char *dir = ns_test_golden_path (case_name, "model", NULL);
+  g_autofree char *vae = ns_test_golden_path (case_name, "vae", NULL);
+  const NsWeightFormat formats[] = { NS_WEIGHTS_INT8, NS_WEIGHTS_FP8 };
+  NsModel *ref_model = load_model (dir, vae, NS_WEIGHTS_BF16);
+  NsModel *q_models[2] = { load_model (dir, vae, formats[0]), load_model (dir, vae, formats[1]) };
+  for (guint i = 0; runs[i]; i++)
+    {
+      GoldenRun *run = golden_run_load (case_name, runs[i]);
+      size_t n;
+      g_autofree float *ref = run_tokens (ref_model, run, &n);
+      for (int f = 0; f < 2; f++)
+        {
+          size_t nq;
+          g_autofree float *q = run_tokens (q_models[f], run, &nq);
+          g_assert_cmpuint (nq, ==, n);
+          double max_ref = 0, max_diff = 0, ss_ref = 0, ss_diff = 0;
+          for (size_t k = 0; k < n; k++)
+            {
+              double d = (double) q[k] - ref[k];
+              max_ref = fmax (max_ref, fabs (ref[k]));
+              max_diff = fmax (max_diff, fabs (d));
+              ss_ref += (double) ref[k] * ref[k];
+              ss_diff += d * d;
+            }
+          double max_rel = max_diff / max_ref, rms_rel = sqrt (ss_diff / ss_ref);
+          g_test_message ("quality %s %s %s: max rel %.4f, RMS rel %.4f", case_name, runs[i],
+                          ns_weight_format_name (formats[f]), max_rel, rms_rel);
+          g_assert_cmpfloat (max_rel, <=, (f == 0 ? INT8_MAX_BOUND : FP8_MAX_BOUND));
+          g_assert_cmpfloat (rms_rel, <=, (f == 0 ? INT8_RMS_BOUND : FP8_RMS_BOUND));
+          g_assert_cmpfloat (rms_rel, >, 0);    /* the weights really were quantized */
+        }
+      golden_run_free (run);
+    }
+  ns_model_free (ref_model);
+  ns_model_free (q_models[0]);
+  ns_model_free (q_models[1]);
+}
+
+static void
+test_quality_t2i (void)
+{
+  check_case_quality ("t2i-tiny");
+}
+
+static void
+test_quality_edit (void)
+{
+  check_case_quality ("edit-tiny");
+}
+
+int
+main (int argc, char **argv)
+{
+  /* Before GLib reads it: the convert cache's default place. */
+  g_autofree char *cache_home = ns_test_tmpdir ();
+  g_setenv ("XDG_CACHE_HOME", cache_home, TRUE);
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/quant/fp8/round-trip", test_fp8_round_trip);
+  g_test_add_func ("/quant/fp8/known-values", test_fp8_known_values);
+  g_test_add_func ("/quant/cpu/linear-embedding", test_linear_quantized);
+  g_test_add_func ("/quant/plan/golden", test_plan_golden);
+  g_test_add_func ("/quant/plan/real-shapes", test_plan_real);
+  g_test_add_func ("/quant/plan/cli-cap", test_cli_cap_refused);
+  g_test_add_func ("/quant/convert/round-trip", test_convert_round_trip);
+  g_test_add_func ("/quant/convert/disk-full", test_convert_disk_full);
+  g_test_add_func ("/quant/convert/used-by-load", test_convert_used_by_load);
+  g_test_add_func ("/quant/quality/t2i", test_quality_t2i);
+  g_test_add_func ("/quant/quality/edit", test_quality_edit);
+  int rc = g_test_run ();
+  ns_test_rmtree (cache_home);
+  return rc;
+}
