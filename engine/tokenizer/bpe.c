@@ -11,16 +11,26 @@
 #define CACHE_MAX_WORD 256      /* HF caches words shorter than this */
 #define CACHE_MAX_ENTRIES 10000 /* HF's default cache capacity */
 #define EMPTY_KEY G_MAXUINT64
+#define NO_TOKEN G_MAXUINT32    /* hole in id_to_token */
 
 typedef struct {
   guint64 key;                  /* left id << 32 | right id */
   int32_t rank, new_id;
 } MergeSlot;
 
+/* Vocabulary entry, in an open-addressing table keyed by the text. */
+typedef struct {
+  guint32 hash, len;
+  guint32 offset;               /* of the NUL-terminated text in the arena */
+  int32_t id;                   /* -1: empty slot */
+} VocabSlot;
+
 struct NsBpe {
-  GStringChunk *strings;
-  GHashTable *vocab;            /* text → GINT_TO_POINTER (id + 1) */
-  const char **id_to_token;     /* [n_ids], NULL for holes */
+  char *arena;                  /* all vocabulary texts: one allocation, not 150k */
+  gsize arena_len, arena_cap;
+  VocabSlot *vocab;             /* capacity a power of two, at most 2/3 full */
+  gsize vocab_cap, n_vocab;
+  guint32 *id_to_token;         /* [n_ids] arena offsets, NO_TOKEN for holes */
   guint n_ids;
   MergeSlot *merges;            /* open addressing, capacity a power of two */
   gsize merge_cap, n_merges;
@@ -52,12 +62,21 @@ build_byte_alphabet (NsBpe *bpe)
     }
 }
 
+static VocabSlot *
+vocab_table_new (gsize cap)
+{
+  VocabSlot *t = g_new (VocabSlot, cap);
+  for (gsize i = 0; i < cap; i++)
+    t[i].id = -1;
+  return t;
+}
+
 NsBpe *
 ns_bpe_new (void)
 {
   NsBpe *bpe = g_new0 (NsBpe, 1);
-  bpe->strings = g_string_chunk_new (1 << 20);
-  bpe->vocab = g_hash_table_new (g_str_hash, g_str_equal);
+  bpe->vocab_cap = 1024;
+  bpe->vocab = vocab_table_new (bpe->vocab_cap);
   bpe->unk_id = -1;
   g_mutex_init (&bpe->cache_lock);
   build_byte_alphabet (bpe);
@@ -71,54 +90,138 @@ ns_bpe_free (NsBpe *bpe)
     return;
   g_clear_pointer (&bpe->cache, g_hash_table_unref);
   g_mutex_clear (&bpe->cache_lock);
-  g_hash_table_unref (bpe->vocab);
-  g_string_chunk_free (bpe->strings);
+  g_free (bpe->vocab);
+  g_free (bpe->arena);
   g_free (bpe->id_to_token);
   g_free (bpe->merges);
   g_free (bpe);
 }
 
+/* ---- vocabulary table ---- */
+
+/* FNV-1a, folded to 32 bits: tokens are short, so a byte loop is cheap. */
+static inline guint32
+text_hash (const char *text, gsize len)
+{
+  guint64 h = G_GUINT64_CONSTANT (0xcbf29ce484222325);
+  for (gsize i = 0; i < len; i++)
+    h = (h ^ (guint8) text[i]) * G_GUINT64_CONSTANT (0x100000001b3);
+  return (guint32) (h ^ (h >> 32));
+}
+
+/* The slot holding `text`, or the empty slot where it would go. */
+static VocabSlot *
+vocab_slot (const NsBpe *bpe, const char *text, gsize len, guint32 hash)
+{
+  gsize mask = bpe->vocab_cap - 1;
+  for (gsize i = hash & mask;; i = (i + 1) & mask)
+    {
+      VocabSlot *v = &bpe->vocab[i];
+      if (v->id < 0 || (v->hash == hash && v->len == len
+                        && memcmp (bpe->arena + v->offset, text, len) == 0))
+        return v;
+    }
+}
+
+static void
+vocab_grow (NsBpe *bpe)
+{
+  VocabSlot *old = bpe->vocab;
+  gsize old_cap = bpe->vocab_cap;
+  bpe->vocab_cap *= 2;
+  bpe->vocab = vocab_table_new (bpe->vocab_cap);
+  for (gsize i = 0; i < old_cap; i++)
+    if (old[i].id >= 0)
+      {
+        gsize mask = bpe->vocab_cap - 1, k = old[i].hash & mask;
+        while (bpe->vocab[k].id >= 0)
+          k = (k + 1) & mask;
+        bpe->vocab[k] = old[i];
+      }
+  g_free (old);
+}
+
+static int32_t
+vocab_lookup (const NsBpe *bpe, const char *text, gsize len)
+{
+  return vocab_slot (bpe, text, len, text_hash (text, len))->id;
+}
+
+void
+ns_bpe_reserve_text (NsBpe *bpe, gsize bytes)
+{
+  if (bpe->arena_len + bytes > bpe->arena_cap)
+    {
+      bpe->arena_cap = MAX (bpe->arena_len + bytes, bpe->arena_cap * 2);
+      bpe->arena = g_realloc (bpe->arena, bpe->arena_cap);
+    }
+}
+
 gboolean
-ns_bpe_add_token (NsBpe *bpe, const char *text, gint64 id, const char *label, GError **error)
+ns_bpe_add_token (NsBpe *bpe, const char *text, gsize len, gint64 id, const char *label,
+                  GError **error)
 {
   if (id < 0 || id >= NS_TOKENIZER_MAX_ID)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
-                   "%s: vocabulary token \"%s\" has id %" G_GINT64_FORMAT
-                   ", outside 0..%d", label, text, id, NS_TOKENIZER_MAX_ID - 1);
+                   "%s: vocabulary token \"%.*s\" has id %" G_GINT64_FORMAT
+                   ", outside 0..%d", label, (int) len, text, id, NS_TOKENIZER_MAX_ID - 1);
       return FALSE;
     }
-  char *key = g_string_chunk_insert (bpe->strings, text);
-  g_hash_table_insert (bpe->vocab, key, GINT_TO_POINTER ((int) id + 1));
-  bpe->n_ids = MAX (bpe->n_ids, (guint) id + 1);
+  /* Arena offsets are 32-bit. */
+  if (bpe->arena_len + len + 1 > G_MAXUINT32)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "%s: the vocabulary texts add up to more than 4 GiB", label);
+      return FALSE;
+    }
+  guint32 hash = text_hash (text, len);
+  VocabSlot *v = vocab_slot (bpe, text, len, hash);
+  if (v->id >= 0)
+    {
+      v->id = (int32_t) id;     /* a repeated key: the last one wins, as in HF's HashMap */
+      return TRUE;
+    }
+  ns_bpe_reserve_text (bpe, len + 1);
+  memcpy (bpe->arena + bpe->arena_len, text, len);
+  bpe->arena[bpe->arena_len + len] = '\0';
+  *v = (VocabSlot) { hash, (guint32) len, (guint32) bpe->arena_len, (int32_t) id };
+  bpe->arena_len += len + 1;
+  if (++bpe->n_vocab * 3 > bpe->vocab_cap * 2)
+    vocab_grow (bpe);
   return TRUE;
 }
 
 int32_t
 ns_bpe_token_id (const NsBpe *bpe, const char *text)
 {
-  return GPOINTER_TO_INT (g_hash_table_lookup (bpe->vocab, text)) - 1;
+  return vocab_lookup (bpe, text, strlen (text));
 }
 
+/* id → text. Runs after the last add_token, so n_ids comes from the final
+ * ids (a repeated key keeps only its last one). */
 static gboolean
 build_id_table (NsBpe *bpe, const char *label, GError **error)
 {
-  GHashTableIter it;
-  gpointer key, value;
-  bpe->id_to_token = g_new0 (const char *, MAX (bpe->n_ids, 1));
-  g_hash_table_iter_init (&it, bpe->vocab);
-  while (g_hash_table_iter_next (&it, &key, &value))
+  bpe->n_ids = 0;
+  for (gsize i = 0; i < bpe->vocab_cap; i++)
+    bpe->n_ids = MAX (bpe->n_ids, (guint) (bpe->vocab[i].id + 1));
+  bpe->id_to_token = g_new (guint32, MAX (bpe->n_ids, 1));
+  memset (bpe->id_to_token, 0xff, sizeof (guint32) * MAX (bpe->n_ids, 1));
+  for (gsize i = 0; i < bpe->vocab_cap; i++)
     {
-      int id = GPOINTER_TO_INT (value) - 1;
-      if (bpe->id_to_token[id] != NULL)
+      const VocabSlot *v = &bpe->vocab[i];
+      if (v->id < 0)
+        continue;
+      if (bpe->id_to_token[v->id] != NO_TOKEN)
         {
           g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
                        "%s: vocabulary tokens \"%s\" and \"%s\" share id %d; "
                        "each id must name one token", label,
-                       bpe->id_to_token[id], (const char *) key, id);
+                       bpe->arena + bpe->id_to_token[v->id], bpe->arena + v->offset, v->id);
           return FALSE;
         }
-      bpe->id_to_token[id] = key;
+      bpe->id_to_token[v->id] = v->offset;
     }
   return TRUE;
 }
@@ -130,14 +233,12 @@ build_byte_ids (NsBpe *bpe)
 {
   for (int b = 0; b < 256; b++)
     {
-      char one[4] = { 0 };
-      memcpy (one, bpe->byte_char[b], bpe->byte_char_len[b]);
-      bpe->byte_id[b] = ns_bpe_token_id (bpe, one);
+      bpe->byte_id[b] = vocab_lookup (bpe, bpe->byte_char[b], bpe->byte_char_len[b]);
       bpe->has_fallback[b] = bpe->options.byte_fallback;
       for (int k = 0; k < bpe->byte_char_len[b]; k++)
         {
           char name[8];
-          g_snprintf (name, sizeof name, "<0x%02X>", (guint8) one[k]);
+          g_snprintf (name, sizeof name, "<0x%02X>", (guint8) bpe->byte_char[b][k]);
           bpe->fallback[b][k] = ns_bpe_token_id (bpe, name);
           bpe->has_fallback[b] &= bpe->fallback[b][k] >= 0;
         }
@@ -169,7 +270,7 @@ ns_bpe_finish_vocab (NsBpe *bpe, const NsBpeOptions *options, const char *label,
 guint
 ns_bpe_vocab_len (const NsBpe *bpe)
 {
-  return g_hash_table_size (bpe->vocab);
+  return (guint) bpe->n_vocab;
 }
 
 guint
@@ -221,34 +322,32 @@ ns_bpe_reserve_merges (NsBpe *bpe, gsize n)
     merge_table_resize (bpe, n * 2);
 }
 
-static const MergeSlot *
-merge_find (const NsBpe *bpe, int32_t left, int32_t right)
+int32_t
+ns_bpe_merge (const NsBpe *bpe, int32_t left, int32_t right, int32_t *rank)
 {
   if (bpe->n_merges == 0)
-    return NULL;
+    return -1;
   const MergeSlot *s = merge_slot (bpe, (guint64) left << 32 | (guint32) right);
-  return s->key == EMPTY_KEY ? NULL : s;
+  if (s->key == EMPTY_KEY)
+    return -1;
+  *rank = s->rank;
+  return s->new_id;
 }
 
 gboolean
-ns_bpe_add_merge (NsBpe *bpe, const char *left, const char *right, guint rank,
+ns_bpe_add_merge (NsBpe *bpe, const char *pair, gsize left_len, gsize right_len, guint rank,
                   const char *label, GError **error)
 {
-  int32_t a = ns_bpe_token_id (bpe, left), b = ns_bpe_token_id (bpe, right);
-  /* Joined on the stack for the usual short tokens: load time matters. */
-  char buf[128];
-  gsize ll = strlen (left), lr = strlen (right);
-  g_autofree char *heap = ll + lr < sizeof buf ? NULL : g_malloc (ll + lr + 1);
-  char *joined = heap ? heap : buf;
-  memcpy (joined, left, ll);
-  memcpy (joined + ll, right, lr + 1);
-  int32_t c = ns_bpe_token_id (bpe, joined);
+  const char *right = pair + left_len;
+  int32_t a = vocab_lookup (bpe, pair, left_len), b = vocab_lookup (bpe, right, right_len);
+  int32_t c = vocab_lookup (bpe, pair, left_len + right_len);
   if (a < 0 || b < 0 || c < 0)
     {
+      int missing = a < 0 ? (int) left_len : b < 0 ? (int) right_len : (int) (left_len + right_len);
       g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
-                   "%s: merge %u (\"%s\" \"%s\") names a token missing from "
-                   "model.vocab (\"%s\")", label, rank, left, right,
-                   a < 0 ? left : b < 0 ? right : joined);
+                   "%s: merge %u (\"%.*s\" \"%.*s\") names a token missing from "
+                   "model.vocab (\"%.*s\")", label, rank, (int) left_len, pair,
+                   (int) right_len, right, missing, a >= 0 && b < 0 ? right : pair);
       return FALSE;
     }
   if ((bpe->n_merges + 1) * 2 > bpe->merge_cap)
@@ -323,9 +422,9 @@ push_pair (const NsBpe *bpe, GArray *heap, const Symbol *sym, int pos)
 {
   if (pos < 0 || sym[pos].next < 0)
     return;
-  const MergeSlot *m = merge_find (bpe, sym[pos].id, sym[sym[pos].next].id);
-  if (m != NULL)
-    heap_push (heap, (Candidate) { m->rank, m->new_id, pos });
+  int32_t rank, new_id = ns_bpe_merge (bpe, sym[pos].id, sym[sym[pos].next].id, &rank);
+  if (new_id >= 0)
+    heap_push (heap, (Candidate) { rank, new_id, pos });
 }
 
 static void
@@ -343,8 +442,8 @@ merge_all (const NsBpe *bpe, GArray *symbols)
       if (s->gone || s->next < 0)
         continue;
       /* Skip entries made stale by an earlier merge of either side. */
-      const MergeSlot *m = merge_find (bpe, s->id, sym[s->next].id);
-      if (m == NULL || m->new_id != top.new_id)
+      int32_t rank;
+      if (ns_bpe_merge (bpe, s->id, sym[s->next].id, &rank) != top.new_id)
         continue;
       Symbol *right = &sym[s->next];
       s->id = top.new_id;
@@ -418,7 +517,7 @@ encode_uncached (const NsBpe *bpe, const guint8 *bytes, gsize len)
   if (bpe->options.ignore_merges)
     {
       g_autofree char *text = byte_level_text (bpe, bytes, len);
-      int32_t id = ns_bpe_token_id (bpe, text);
+      int32_t id = vocab_lookup (bpe, text, strlen (text));
       if (id >= 0)
         {
           int32_t *one = g_new (int32_t, 2);
@@ -502,9 +601,9 @@ ns_bpe_encode_word (NsBpe *bpe, const char *bytes, gsize len, GArray *ids)
 gboolean
 ns_bpe_token_bytes (const NsBpe *bpe, int32_t id, GByteArray *out)
 {
-  if (id < 0 || (guint) id >= bpe->n_ids || bpe->id_to_token[id] == NULL)
+  if (id < 0 || (guint) id >= bpe->n_ids || bpe->id_to_token[id] == NO_TOKEN)
     return FALSE;
-  const char *text = bpe->id_to_token[id];
+  const char *text = bpe->arena + bpe->id_to_token[id];
   guint start = out->len;
   for (const char *p = text; *p != '\0'; p = g_utf8_next_char (p))
     {

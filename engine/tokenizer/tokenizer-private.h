@@ -1,6 +1,7 @@
 /* tokenizer-private.h — pieces of the tokenizer shared between its files:
- * the byte-level BPE model (bpe.c), the Split pre-tokenizer regex (split.c)
- * and the added-token matcher (added.c). Not part of the contract. */
+ * the byte-level BPE model (bpe.c), the reader of its two huge
+ * tokenizer.json members (json-scan.c), the Split pre-tokenizer regex
+ * (split.c) and the added-token matcher (added.c). Not part of the contract. */
 #pragma once
 
 #include <glib.h>
@@ -24,17 +25,24 @@ typedef struct {
 
 NsBpe   *ns_bpe_new (void);
 void     ns_bpe_free (NsBpe *bpe);
-/* Vocabulary entry; `label` names the file in messages. */
-gboolean ns_bpe_add_token (NsBpe *bpe, const char *text, gint64 id, const char *label,
-                           GError **error);
+/* Room for `bytes` more bytes of vocabulary text (loading is then one
+ * allocation). */
+void     ns_bpe_reserve_text (NsBpe *bpe, gsize bytes);
+/* Vocabulary entry text[0, len) (no NUL inside); a repeated text keeps its
+ * last id. `label` names the file in messages. */
+gboolean ns_bpe_add_token (NsBpe *bpe, const char *text, gsize len, gint64 id,
+                           const char *label, GError **error);
 /* After the last add_token: builds the id table and the byte alphabet. */
 gboolean ns_bpe_finish_vocab (NsBpe *bpe, const NsBpeOptions *options, const char *label,
                               GError **error);
 /* Sizes the merge table for `n` merges (loading is then one pass). */
 void     ns_bpe_reserve_merges (NsBpe *bpe, gsize n);
-/* Adds merge number `rank` (left + right → "leftright"). */
-gboolean ns_bpe_add_merge (NsBpe *bpe, const char *left, const char *right, guint rank,
-                           const char *label, GError **error);
+/* Adds merge number `rank`: pair[0, left_len) + the right token that
+ * follows it → the token pair[0, left_len + right_len). */
+gboolean ns_bpe_add_merge (NsBpe *bpe, const char *pair, gsize left_len, gsize right_len,
+                           guint rank, const char *label, GError **error);
+/* The token merging ids left and right make, with its rank; -1 when none. */
+int32_t  ns_bpe_merge (const NsBpe *bpe, int32_t left, int32_t right, int32_t *rank);
 /* Encodes one pre-token given as raw bytes (the ByteLevel mapping happens
  * here), appending ids. Thread-safe. */
 void     ns_bpe_encode_word (NsBpe *bpe, const char *bytes, gsize len, GArray *ids);
@@ -47,6 +55,34 @@ gboolean ns_bpe_token_bytes (const NsBpe *bpe, int32_t id, GByteArray *out);
 /* Number of vocabulary entries (HF's get_vocab_size) and highest id + 1. */
 guint    ns_bpe_vocab_len (const NsBpe *bpe);
 guint    ns_bpe_n_ids (const NsBpe *bpe);
+
+/* ---- model.vocab and model.merges without a JSON tree (json-scan.c) ---- */
+
+/* Where a member's value lies in the file: bytes [start, end); end = 0
+ * when the member is absent. */
+typedef struct {
+  gsize start, end;
+} NsJsonSpan;
+
+typedef struct {
+  NsJsonSpan vocab, merges;     /* of the top-level "model" object */
+} NsJsonTables;
+
+/* Checks that json[0, size) is one JSON value (RFC 8259, as HF's serde_json
+ * reads it) and finds model.vocab and model.merges in it. */
+gboolean ns_json_find_tables (const char *json, gsize size, const char *label,
+                              NsJsonTables *tables, GError **error);
+/* A copy of json with both values replaced by null, for json-glib: the rest
+ * of the file is small. */
+char    *ns_json_without_tables (const char *json, gsize size, const NsJsonTables *tables,
+                                 gsize *len);
+/* Reads model.vocab (an object of token → id) into `bpe`. */
+gboolean ns_json_read_vocab (NsBpe *bpe, const char *json, NsJsonSpan span,
+                             const char *label, GError **error);
+/* Reads model.merges (["left", "right"] pairs or "left right" strings) into
+ * `bpe`, after ns_bpe_finish_vocab. */
+gboolean ns_json_read_merges (NsBpe *bpe, const char *json, NsJsonSpan span,
+                              const char *label, GError **error);
 
 /* ---- Split pre-tokenizer (split.c) ---- */
 

@@ -35,6 +35,8 @@ struct NsTokenizer {
 typedef struct {
   const char *label;            /* file, for messages */
   GError **error;
+  const char *json;             /* the file: model.vocab and model.merges are read from it */
+  NsJsonTables tables;
 } Ctx;
 
 static gboolean
@@ -134,62 +136,6 @@ require_bool (Ctx *cx, JsonObject *o, const char *where, const char *name, gbool
 
 /* ---- model ---- */
 
-typedef struct {
-  NsTokenizer *tok;
-  Ctx *cx;
-  gboolean ok;
-} VocabCtx;
-
-static void
-add_vocab_entry (JsonObject *vocab, const char *name, JsonNode *n, gpointer user_data)
-{
-  VocabCtx *vc = user_data;
-  (void) vocab;
-  if (!vc->ok)
-    return;
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
-    vc->ok = fail (vc->cx, NS_ERROR_FORMAT, "model.vocab[\"%s\"] must be an integer id", name);
-  else
-    vc->ok = ns_bpe_add_token (vc->tok->bpe, name, json_node_get_int (n), vc->cx->label,
-                               vc->cx->error);
-}
-
-static gboolean
-load_vocab (NsTokenizer *tok, Ctx *cx, JsonObject *model)
-{
-  JsonObject *vocab = get_object (cx, model, "model", "vocab");
-  VocabCtx vc = { tok, cx, TRUE };
-  if (vocab == NULL)
-    return FALSE;
-  json_object_foreach_member (vocab, add_vocab_entry, &vc);
-  return vc.ok;
-}
-
-/* One merge: ["left", "right"] (tokenizers ≥ 0.20) or "left right". */
-static gboolean
-load_merge (NsTokenizer *tok, Ctx *cx, JsonNode *n, guint rank)
-{
-  if (is_string (n))
-    {
-      const char *s = json_node_get_string (n);
-      const char *space = strchr (s, ' ');
-      if (space == NULL || strchr (space + 1, ' ') != NULL)
-        return fail (cx, NS_ERROR_FORMAT, "model.merges[%u] \"%s\" must be two tokens "
-                     "separated by one space", rank, s);
-      g_autofree char *left = g_strndup (s, space - s);
-      return ns_bpe_add_merge (tok->bpe, left, space + 1, rank, cx->label, cx->error);
-    }
-  JsonArray *pair = JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
-  if (pair == NULL || json_array_get_length (pair) != 2
-      || !is_string (json_array_get_element (pair, 0))
-      || !is_string (json_array_get_element (pair, 1)))
-    return fail (cx, NS_ERROR_FORMAT, "model.merges[%u] must be a pair of strings "
-                 "or a \"left right\" string", rank);
-  return ns_bpe_add_merge (tok->bpe, json_array_get_string_element (pair, 0),
-                           json_array_get_string_element (pair, 1), rank, cx->label,
-                           cx->error);
-}
-
 /* BPE options that would need code we do not have must be off. */
 static gboolean
 check_bpe_options (Ctx *cx, JsonObject *model)
@@ -223,20 +169,10 @@ load_model (NsTokenizer *tok, Ctx *cx, JsonObject *root)
       || !get_bool (cx, model, "model", "byte_fallback", FALSE, &opt.byte_fallback)
       || !get_bool (cx, model, "model", "fuse_unk", FALSE, &opt.fuse_unk)
       || !get_string (cx, model, "model", "unk_token", &opt.unk_token)
-      || !load_vocab (tok, cx, model)
+      || !ns_json_read_vocab (tok->bpe, cx->json, cx->tables.vocab, cx->label, cx->error)
       || !ns_bpe_finish_vocab (tok->bpe, &opt, cx->label, cx->error))
     return FALSE;
-  JsonArray *merges = get_array (cx, model, "model", "merges");
-  if (merges == NULL)
-    return FALSE;
-  guint n = json_array_get_length (merges);
-  /* A hint only (the table still grows): bounded by the vocabulary so that
-   * a long list of junk cannot make a huge table up front. */
-  ns_bpe_reserve_merges (tok->bpe, MIN (n, ns_bpe_vocab_len (tok->bpe)));
-  for (guint i = 0; i < n; i++)
-    if (!load_merge (tok, cx, json_array_get_element (merges, i), i))
-      return FALSE;
-  return TRUE;
+  return ns_json_read_merges (tok->bpe, cx->json, cx->tables.merges, cx->label, cx->error);
 }
 
 /* ---- normalizer, pre-tokenizer, decoder ---- */
@@ -440,14 +376,21 @@ load_config (NsTokenizer *tok, const char *json, gsize size, GError **error)
   return TRUE;
 }
 
+/* model.vocab and model.merges are read by json-scan.c; json-glib parses
+ * the rest, with those two values cut out. */
 static gboolean
 load_tokenizer_json (NsTokenizer *tok, const char *json, gsize size, GError **error)
 {
-  Ctx cx = { tok->label, error };
+  Ctx cx = { tok->label, error, json, { { 0, 0 }, { 0, 0 } } };
+  if (!ns_json_find_tables (json, size, tok->label, &cx.tables, error))
+    return FALSE;
+  gsize rest_len;
+  g_autofree char *rest = ns_json_without_tables (json, size, &cx.tables, &rest_len);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_data (parser, json, size, &local))
-    return fail (&cx, NS_ERROR_FORMAT, "not valid JSON: %s", local->message);
+  if (!json_parser_load_from_data (parser, rest, rest_len, &local))
+    return fail (&cx, NS_ERROR_FORMAT, "not valid JSON (json-glib's line numbers leave "
+                 "out the lines of model.vocab and model.merges): %s", local->message);
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     return fail (&cx, NS_ERROR_FORMAT, "the top level must be a JSON object");
