@@ -7,3 +7,6 @@
 #include <stdint.h>
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+/* Optional one-time set-up, called by libFuzzer before the first input
+ * (replay.c does not: targets that define it also set up lazily). */
+int LLVMFuzzerInitialize (int *argc, char ***argv);

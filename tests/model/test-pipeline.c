@@ -450,9 +450,12 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  /* The run names stay alive until the tests have run (the cases point into them). */
+  g_autoptr (GPtrArray) name_lists = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
   for (size_t c = 0; c < G_N_ELEMENTS (cases) && ns_test_golden_dir (); c++)
     {
       char **names = golden_run_names (cases[c]);
+      g_ptr_array_add (name_lists, names);
       for (char **n = names; *n; n++)
         {
           const char **pair = g_new (const char *, 2);
