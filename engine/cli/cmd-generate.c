@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <png.h>
 
 #include "nextstep.h"
 #include "commands.h"
+#include "files/png.h"
 
 typedef struct {
   char *model, *vae, *prompt, *positive, *negative, *cfg_schedule, *sampler, *use_norm;
@@ -32,57 +32,6 @@ args_clear (Args *a)
                    a->quant_min };
   for (size_t i = 0; i < G_N_ELEMENTS (strs); i++)
     g_free (strs[i]);
-}
-
-/* ---- PNG ---------------------------------------------------------------- */
-
-static guint8 *
-read_png (const char *path, int *width, int *height, GError **error)
-{
-  png_image img;
-  memset (&img, 0, sizeof img);
-  img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file (&img, path))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "Cannot read %s as PNG: %s", path,
-                   img.message);
-      return NULL;
-    }
-  img.format = PNG_FORMAT_RGBA;
-  if (img.width == 0 || img.height == 0 || img.width > 16384 || img.height > 16384)
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "%s: image size %u×%u is not usable "
-                   "(1 to 16384 pixels a side)", path, img.width, img.height);
-      png_image_free (&img);
-      return NULL;
-    }
-  guint8 *rgba = g_malloc (PNG_IMAGE_SIZE (img));
-  if (!png_image_finish_read (&img, NULL, rgba, 0, NULL))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "Cannot decode %s: %s", path, img.message);
-      g_free (rgba);
-      return NULL;
-    }
-  *width = (int) img.width;
-  *height = (int) img.height;
-  return rgba;
-}
-
-static gboolean
-write_png (const char *path, const guint8 *rgba, int width, int height, GError **error)
-{
-  png_image img;
-  memset (&img, 0, sizeof img);
-  img.version = PNG_IMAGE_VERSION;
-  img.width = width;
-  img.height = height;
-  img.format = PNG_FORMAT_RGBA;
-  if (!png_image_write_to_file (&img, path, 0, rgba, width * 4, NULL))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FILE, "Cannot write %s: %s", path, img.message);
-      return FALSE;
-    }
-  return TRUE;
 }
 
 /* out.png for one image, out-1.png … out-N.png for several. */
@@ -129,7 +78,7 @@ on_preview (int image, const guint8 *rgba, int width, int height, int tokens_don
                                            vae_decoded ? "-vae" : "");
   g_autofree char *path = g_build_filename (p->preview_dir, name, NULL);
   g_autoptr (GError) error = NULL;
-  if (!write_png (path, rgba, width, height, &error))
+  if (!ns_png_save_rgba (path, rgba, width, height, &error))
     fprintf (stderr, "warning: %s\n", error->message);
 }
 
@@ -211,7 +160,7 @@ save_images (const NsResult *res, const char *output, GError **error)
   for (int i = 0; i < res->n_images; i++)
     {
       g_autofree char *path = output_name (output, i, res->n_images);
-      if (!write_png (path, res->rgba[i], res->width, res->height, error))
+      if (!ns_png_save_rgba (path, res->rgba[i], res->width, res->height, error))
         return FALSE;
     }
   return TRUE;
@@ -227,7 +176,7 @@ run_request (Args *a, gboolean edit)
   if (!check_numbers (a, edit, &error) || !parse_choices (a, &r, &lo, &error))
     return fail (error);
   g_autofree guint8 *input = NULL;
-  if (edit && !(input = read_png (a->image, &r.input.width, &r.input.height, &error)))
+  if (edit && !(input = ns_png_load_rgba (a->image, &r.input.width, &r.input.height, &error)))
     return fail (error);
   r.input.rgba = input;
   r.input.stride = r.input.width * 4;

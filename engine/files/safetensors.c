@@ -415,7 +415,8 @@ check_shard_tensors (NsTensorStore *store, guint first, GHashTable *weight_map,
       const char *name = ns_tensor_store_get (store, i)->name;
       const char *listed = g_hash_table_lookup (weight_map, name);
       if (listed == NULL)
-        return ns_files_fail (error, NS_ERROR_MODEL, "%s: shard '%s' holds tensor '%s', which the index does not list",
+        return ns_files_fail (error, NS_ERROR_MODEL, "%s: shard '%s' holds tensor '%s', which the index does not "
+                              "list; re-download the model, or remove the stray tensor",
                               index_path, shard, name);
       if (strcmp (listed, shard) != 0)
         return ns_files_fail (error, NS_ERROR_MODEL,

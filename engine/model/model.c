@@ -87,6 +87,9 @@ fail_with_problems (GPtrArray *problems, const char *what, const char *dir, GErr
     g_string_append_printf (msg, "\n  %s", (const char *) problems->pdata[i]);
   if (problems->len > 20)
     g_string_append_printf (msg, "\n  … and %u more", problems->len - 20);
+  g_string_append_printf (msg, "\nThe files in %s are damaged or belong to another model: "
+                          "re-download them; `nextstep inspect` on the model folder lists "
+                          "every problem", dir);
   g_set_error_literal (error, NS_ERROR, NS_ERROR_MODEL, msg->str);
   return FALSE;
 }
@@ -415,9 +418,15 @@ validate (const NsModel *m, const NsRequest *r, GError **error)
                     r->width, r->height);
   int64_t ntok = (int64_t) (r->width / 16) * (r->height / 16);
   if (ntok >= m->cfg.max_position_embeddings)
-    return invalid (error, "Image size %d×%d needs %" G_GINT64_FORMAT " tokens, more than the "
-                    "model's %d positions", r->width, r->height, ntok,
-                    m->cfg.max_position_embeddings);
+    {
+      /* the largest square whose tokens (one per 16×16 pixels) still fit */
+      int side = (int) floor (sqrt ((double) m->cfg.max_position_embeddings - 1)) * 16;
+      return invalid (error, "Image size %d×%d needs %" G_GINT64_FORMAT " tokens, more than "
+                      "the model's %d positions: use at most %d×%d pixels (or fewer than %d "
+                      "pixels in total)", r->width, r->height, ntok,
+                      m->cfg.max_position_embeddings, side, side,
+                      m->cfg.max_position_embeddings * 256);
+    }
   if (r->images < 1 || r->images > 64)
     return invalid (error, "Number of images %d: use 1 to 64", r->images);
   if (r->steps < 1 || r->steps > 10000)
