@@ -699,6 +699,8 @@ layers_that_fit (NsBackend *b, int asked)
       double room = free_bytes > DEVICE_RESERVE ? (double) (free_bytes - DEVICE_RESERVE) : 0;
       return CLAMP ((int) (room / per_layer), 1, ALL_LAYERS);
     }
+#else
+  (void) b;
 #endif
   return asked > 0 ? asked : 2;
 }
@@ -742,7 +744,7 @@ ns_cmd_bench (int argc, char **argv)
       "with this VAE folder (config.json + checkpoint.pt)", "DIR" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default 0 = all cores)", "N" },
     { "tokens", 0, 0, G_OPTION_ARG_INT, &tokens, "Decode steps to time (default 8)", "N" },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("[tokenizer …]");
   g_option_context_set_summary (ctx, "Time decode and FM-head steps on synthetic full-size "

@@ -27,7 +27,7 @@ ns_cmd_convert (int argc, char **argv)
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "Write here (default: where model loading looks, under $XDG_CACHE_HOME/nextstep)", "FILE" },
     { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &quant_min, NULL, NULL },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("[MODEL]");
   g_option_context_set_summary (ctx, "Quantize a model's weights once (int8 or fp8, one scale "

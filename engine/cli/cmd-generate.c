@@ -265,12 +265,12 @@ command (int argc, char **argv, gboolean edit)
     { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.quant_min, NULL, NULL },
     { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.preview_dir, "Write preview PNGs here", "DIR" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.output, "Output PNG", "OUT.png" },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   GOptionEntry edit_only[] = {
     { "image", 0, 0, G_OPTION_ARG_FILENAME, &a.image, "Input image", "IN.png" },
     { "cfg-img", 0, 0, G_OPTION_ARG_DOUBLE, &a.cfg_img, "Image guidance scale (≥ 1)", "F" },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);
   g_option_context_set_summary (ctx, edit ? "Edit an image following an instruction."

@@ -448,7 +448,7 @@ ns_cmd_inspect (int argc, char **argv)
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_opt,
       "VAE folder (default: beside the model, or in the Hugging Face cache)", "DIR" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &as_json, "Print one JSON object", NULL },
-    { NULL, 0, 0, 0, NULL, NULL, NULL }
+    G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (
     "[MODEL] — check a NextStep-1 model folder and print what it holds");

@@ -629,7 +629,7 @@ ns_cmd_make_tiny (int argc, char **argv)
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the random weights (default 42)", "N" },
     { "vocab", 0, 0, G_OPTION_ARG_FILENAME, &vocab_dir,
       "Copy the tokenizer files from this folder instead of generating a small one", "DIR" },
-    { NULL, 0, 0, 0, NULL, NULL, NULL }
+    G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (
     "OUT — write a tiny random-weight NextStep model in the published layout");

@@ -245,6 +245,7 @@ test_previews (void)
   r.preview_every = 1;
   r.user_data = &w;
   g_autoptr (NsResult) res = run_ok (m, &r);
+  g_assert_nonnull (res);
   int grid_h = r.height / 16, ntok = (r.width / 16) * grid_h;
   g_assert_cmpint (w.tokens_seen, ==, ntok);
   g_assert_cmpint (w.vae_previews, ==, grid_h - 1);
