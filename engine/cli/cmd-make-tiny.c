@@ -162,21 +162,6 @@ add_bf16 (NsSafetensorsWriter *w, const Spec *s, const float *values)
   ns_safetensors_writer_add (w, s->name, NS_DTYPE_BF16, s->n_dims, s->shape, bits);
 }
 
-static gboolean
-save_json (const char *dir, const char *name, JsonBuilder *b, GError **error)
-{
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autofree char *text = json_to_string (root, TRUE);
-  g_autofree char *path = g_build_filename (dir, name, NULL);
-  g_autoptr (GError) local = NULL;
-  if (!g_file_set_contents (path, text, -1, &local))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FILE, "Cannot write %s: %s", path, local->message);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 static int
 compare_names (gconstpointer a, gconstpointer b)
 {
@@ -206,7 +191,7 @@ write_index (const char *dir, GPtrArray *specs, guint64 total, char **shards, GE
     }
   json_builder_end_object (b);
   json_builder_end_object (b);
-  return save_json (dir, "model.safetensors.index.json", b, error);
+  return ns_tiny_save_json (dir, "model.safetensors.index.json", b, error);
 }
 
 /* Every tensor of the architecture plus gen_pos_embed, as bf16 shards. */
@@ -325,7 +310,7 @@ write_model_config (const char *dir, const NsModelConfig *c, GError **error)
   member_string (b, "vae_name_or_path", c->vae_name_or_path);
   member_int (b, "vocab_size", c->vocab_size);
   json_builder_end_object (b);
-  return save_json (dir, "config.json", b, error);
+  return ns_tiny_save_json (dir, "config.json", b, error);
 }
 
 static gboolean
@@ -338,7 +323,7 @@ write_generation_config (const char *dir, const NsModelConfig *c, GError **error
   member_int (b, "eos_token_id", c->eos_token_id);
   member_int (b, "pad_token_id", c->pad_token_id);
   json_builder_end_object (b);
-  return save_json (dir, "generation_config.json", b, error);
+  return ns_tiny_save_json (dir, "generation_config.json", b, error);
 }
 
 /* ---- tokenizer ------------------------------------------------------------ */
@@ -553,7 +538,7 @@ write_vae_config (const char *dir, const NsVaeConfig *v, GError **error)
   member_bool (b, "encoder_norm", v->encoder_norm);
   member_int (b, "psz", v->psz);
   json_builder_end_object (b);
-  return save_json (dir, "config.json", b, error);
+  return ns_tiny_save_json (dir, "config.json", b, error);
 }
 
 /* A small VAE (ch 32, 4 levels, one block each); the edit model's also

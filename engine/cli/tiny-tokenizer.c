@@ -222,8 +222,8 @@ learn_merges (Bpe *bpe)
 
 /* ---- files ------------------------------------------------------------------ */
 
-static gboolean
-save_json (const char *dir, const char *name, JsonBuilder *b, GError **error)
+gboolean
+ns_tiny_save_json (const char *dir, const char *name, JsonBuilder *b, GError **error)
 {
   g_autoptr (JsonNode) root = json_builder_get_root (b);
   g_autofree char *text = json_to_string (root, TRUE);
@@ -370,7 +370,7 @@ write_tokenizer_json (const char *dir, const Bpe *bpe, GError **error)
   json_builder_set_member_name (b, "model");
   bpe_model (b, bpe);
   json_builder_end_object (b);
-  return save_json (dir, "tokenizer.json", b, error);
+  return ns_tiny_save_json (dir, "tokenizer.json", b, error);
 }
 
 static gboolean
@@ -407,7 +407,7 @@ write_tokenizer_config (const char *dir, const Bpe *bpe, GError **error)
   member_string (b, "tokenizer_class", "Qwen2Tokenizer");
   member_string (b, "unk_token", NULL);
   json_builder_end_object (b);
-  return save_json (dir, "tokenizer_config.json", b, error);
+  return ns_tiny_save_json (dir, "tokenizer_config.json", b, error);
 }
 
 static gboolean
@@ -434,7 +434,7 @@ write_special_tokens_map (const char *dir, GError **error)
   token_flags (b, &pad, FALSE);
   json_builder_end_object (b);
   json_builder_end_object (b);
-  return save_json (dir, "special_tokens_map.json", b, error);
+  return ns_tiny_save_json (dir, "special_tokens_map.json", b, error);
 }
 
 static int
@@ -469,8 +469,8 @@ write_id_maps (const char *dir, const Bpe *bpe, GError **error)
       json_builder_add_int_value (vocab, i);
     }
   json_builder_end_object (vocab);
-  return save_json (dir, "added_tokens.json", added, error)
-         && save_json (dir, "vocab.json", vocab, error);
+  return ns_tiny_save_json (dir, "added_tokens.json", added, error)
+         && ns_tiny_save_json (dir, "vocab.json", vocab, error);
 }
 
 static gboolean

@@ -82,10 +82,8 @@ ns_quantize_rows (const void *src, NsDType dtype, int rows, int cols, NsDType q_
 NsDType
 ns_backend_upload_dtype (const NsBackend *b, const NsTensorView *t)
 {
-  gboolean is_float = t->dtype == NS_DTYPE_F32 || t->dtype == NS_DTYPE_BF16
-                      || t->dtype == NS_DTYPE_F16;
   NsDType q = ns_weight_format_dtype (b->weight_format);
-  if (q == NS_DTYPE_F32 || !is_float || t->n_dims != 2
+  if (q == NS_DTYPE_F32 || !ns_dtype_is_weight (t->dtype) || t->n_dims != 2
       || ns_tensor_n_elements (t) < b->quant_min_elements)
     return t->dtype;
   return q;

@@ -155,6 +155,22 @@ ns_tensor_n_elements (const NsTensorView *t)
   return n;
 }
 
+char *
+ns_shape_to_string (int n_dims, const int64_t *shape)
+{
+  GString *s = g_string_new ("[");
+  for (int i = 0; i < n_dims; i++)
+    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+ns_dtype_is_weight (NsDType dtype)
+{
+  return dtype == NS_DTYPE_F32 || dtype == NS_DTYPE_F16 || dtype == NS_DTYPE_BF16;
+}
+
 double
 ns_tensor_get_f64 (const NsTensorView *t, int64_t i)
 {

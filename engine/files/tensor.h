@@ -41,6 +41,10 @@ size_t       ns_dtype_size (NsDType dtype);
 
 /* Number of elements (product of the shape; 1 for a scalar). */
 int64_t      ns_tensor_n_elements (const NsTensorView *t);
+/* "[40, 16]" for messages (g_free it). */
+char        *ns_shape_to_string (int n_dims, const int64_t *shape);
+/* TRUE for the dtypes model weights are published in: F32, F16, BF16. */
+gboolean     ns_dtype_is_weight (NsDType dtype);
 /* Element i converted to float/double (any dtype). No bounds check beyond a
  * g_return_val_if_fail. */
 float        ns_tensor_get_f32 (const NsTensorView *t, int64_t i);

@@ -96,16 +96,6 @@ add_image_parts (GArray *list, const NsModelConfig *cfg)
   add_linear (list, TRUE, token, d, "image_head.net.final_layer.linear");
 }
 
-static char *
-shape_text (int n_dims, const int64_t *shape)
-{
-  GString *s = g_string_new ("[");
-  for (int i = 0; i < n_dims; i++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
-  g_string_append_c (s, ']');
-  return g_string_free (s, FALSE);
-}
-
 static gboolean
 is_float (NsDType dtype)
 {
@@ -135,7 +125,7 @@ static void
 check_one (const NsTensorStore *store, const NsArchTensor *e, GPtrArray *problems)
 {
   const NsTensorView *t = ns_tensor_store_find (store, e->name);
-  g_autofree char *want = shape_text (e->n_dims, e->shape);
+  g_autofree char *want = ns_shape_to_string (e->n_dims, e->shape);
   if (t == NULL)
     {
       if (!e->optional)
@@ -146,7 +136,7 @@ check_one (const NsTensorStore *store, const NsArchTensor *e, GPtrArray *problem
   if (t->n_dims != e->n_dims
       || memcmp (t->shape, e->shape, sizeof (int64_t) * (gsize) e->n_dims) != 0)
     {
-      g_autofree char *have = shape_text (t->n_dims, t->shape);
+      g_autofree char *have = ns_shape_to_string (t->n_dims, t->shape);
       g_autofree char *at = where (t);
       g_ptr_array_add (problems, g_strdup_printf ("%s%s has shape %s, expected %s",
                                                   at, e->name, have, want));
@@ -176,7 +166,7 @@ check_gen_pos_embed (const NsTensorStore *store, const NsModelConfig *cfg, GPtrA
   if (t->n_dims != 3 || t->shape[0] != 1 || t->shape[2] != cfg->hidden_size
       || g * g != t->shape[1] || g == 0)
     {
-      g_autofree char *have = shape_text (t->n_dims, t->shape);
+      g_autofree char *have = ns_shape_to_string (t->n_dims, t->shape);
       g_autofree char *at = where (t);
       g_ptr_array_add (problems, g_strdup_printf (
         "%sgen_pos_embed has shape %s, expected [1, g², %d] (a square grid)",
@@ -217,7 +207,7 @@ ns_arch_check_model (const NsTensorStore *store, const NsModelConfig *cfg, GPtrA
       const NsTensorView *t = ns_tensor_store_get (store, i);
       if (g_hash_table_contains (known, t->name))
         continue;
-      g_autofree char *have = shape_text (t->n_dims, t->shape);
+      g_autofree char *have = ns_shape_to_string (t->n_dims, t->shape);
       g_autofree char *at = where (t);
       g_ptr_array_add (problems, g_strdup_printf ("%sunexpected tensor %s %s", at, t->name,
                                                   have));

@@ -140,7 +140,8 @@ ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, gboolean gpu,
                "needs %.1f GB of %s memory, %.1f GB free: try %sa smaller image%s (weights "
                "%.1f GB, KV cache %.1f GB, VAE %.1f GB, activations %.1f GB)",
                plan->total / 1e9, gpu ? "GPU" : "device", available / 1e9,
-               quantized ? "" : "--weights int8, ", gpu ? " or --backend cpu" : " or a larger --device-memory-cap",
+               quantized ? "" : "--weights int8, ",
+               gpu ? " or --backend cpu" : " or a larger --device-memory-cap",
                plan->weights / 1e9, plan->kv_cache / 1e9,
                (plan->vae_weights + plan->vae_workspace) / 1e9, plan->activations / 1e9);
   return FALSE;

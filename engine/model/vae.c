@@ -240,37 +240,21 @@ config_validate (const NsVaeConfig *cfg, GError **error)
 
 /* ---- checking a state_dict -------------------------------------------- */
 
-static char *
-shape_string (int n_dims, const int64_t *shape)
-{
-  GString *s = g_string_new ("[");
-  for (int i = 0; i < n_dims; i++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
-  g_string_append_c (s, ']');
-  return g_string_free (s, FALSE);
-}
-
-/* The weight dtypes of backend.h's NsMat. */
-static gboolean
-is_weight_dtype (NsDType dtype)
-{
-  return dtype == NS_DTYPE_F32 || dtype == NS_DTYPE_F16 || dtype == NS_DTYPE_BF16;
-}
 
 /* One problem line for `p` against the store's tensor, or NULL when it fits. */
 static char *
 param_problem (const NsVaeParam *p, const NsTensorView *t)
 {
-  g_autofree char *want = shape_string (p->n_dims, p->shape);
+  g_autofree char *want = ns_shape_to_string (p->n_dims, p->shape);
   if (t == NULL)
     return g_strdup_printf ("missing tensor %s (expected shape %s)", p->name, want);
   if (t->n_dims != p->n_dims
       || memcmp (t->shape, p->shape, sizeof (int64_t) * p->n_dims) != 0)
     {
-      g_autofree char *got = shape_string (t->n_dims, t->shape);
+      g_autofree char *got = ns_shape_to_string (t->n_dims, t->shape);
       return g_strdup_printf ("%s has shape %s, expected %s", p->name, got, want);
     }
-  if (!is_weight_dtype (t->dtype))
+  if (!ns_dtype_is_weight (t->dtype))
     return g_strdup_printf ("%s has dtype %s, expected F32, F16 or BF16",
                             p->name, ns_dtype_name (t->dtype));
   return NULL;

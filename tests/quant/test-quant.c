@@ -261,7 +261,8 @@ test_cli_cap_refused (void)
   g_assert_nonnull (strstr (bf16, "nextstep: needs 0."));
   g_assert_nonnull (strstr (bf16, " GB of device memory, 0.0 GB free: try --weights int8"));
   g_autofree char *aut = generate_stderr ("auto", "1000000");
-  g_assert_nonnull (strstr (aut, " GB of device memory, 0.0 GB free: try a smaller image ("));
+  g_assert_nonnull (strstr (aut, " GB of device memory, 0.0 GB free: try a smaller image or a "
+                                 "larger --device-memory-cap ("));
 }
 
 /* ---- convert cache -------------------------------------------------------- */
