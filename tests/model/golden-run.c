@@ -27,6 +27,24 @@ golden_run_names (const char *case_name)
   return (char **) g_ptr_array_free (names, FALSE);
 }
 
+void
+golden_run_add_tests (const char *prefix, GTestDataFunc func)
+{
+  static const char *const cases[] = { "t2i-tiny", "edit-tiny" };
+  for (size_t c = 0; c < G_N_ELEMENTS (cases) && ns_test_golden_dir (); c++)
+    {
+      g_auto (GStrv) names = golden_run_names (cases[c]);
+      for (char **n = names; *n; n++)
+        {
+          char **pair = g_new0 (char *, 3);
+          pair[0] = g_strdup (cases[c]);
+          pair[1] = g_strdup (*n);
+          g_autofree char *path = g_strdup_printf ("%s/%s/%s", prefix, cases[c], *n);
+          g_test_add_data_func_full (path, pair, func, (GDestroyNotify) g_strfreev);
+        }
+    }
+}
+
 static char *
 nullable_string (JsonObject *o, const char *name)
 {

@@ -24,6 +24,9 @@ typedef struct {
 
 /* Every run name of a case ("t2i-ghgrid-64", …), sorted; NULL-terminated. */
 char **golden_run_names (const char *case_name);
+/* Registers `func` once per golden run of both tiny cases as
+ * "<prefix>/<case>/<run>"; its data is the strings {case, run}. */
+void golden_run_add_tests (const char *prefix, GTestDataFunc func);
 GoldenRun *golden_run_load (const char *case_name, const char *run_name);
 void golden_run_free (GoldenRun *run);
 /* The request of the run (strings point into `run`); noise from its file. */

@@ -172,22 +172,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  /* The run names stay alive until the tests have run (the cases point into them). */
-  g_autoptr (GPtrArray) name_lists = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
-  static const char *const cases[] = { "t2i-tiny", "edit-tiny" };
-  for (size_t c = 0; c < G_N_ELEMENTS (cases) && ns_test_golden_dir (); c++)
-    {
-      char **names = golden_run_names (cases[c]);
-      g_ptr_array_add (name_lists, names);
-      for (char **n = names; *n; n++)
-        {
-          const char **pair = g_new (const char *, 2);
-          pair[0] = cases[c];
-          pair[1] = *n;
-          g_autofree char *path = g_strdup_printf ("/model/cli/golden/%s/%s", cases[c], *n);
-          g_test_add_data_func_full (path, pair, test_golden_run, g_free);
-        }
-    }
+  golden_run_add_tests ("/model/cli/golden", test_golden_run);
   g_test_add_func ("/model/cli/errors", test_cli_errors);
   return g_test_run ();
 }
