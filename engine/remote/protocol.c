@@ -39,16 +39,21 @@ ns_api_fields (gsize *count)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-/* The deepest nesting of objects and arrays in `data` (strings skipped). */
+/* The deepest nesting of objects and arrays in `data` (strings skipped);
+ * *trailing is set when anything but white space follows the first value
+ * that closes (json-glib 1.6 accepts a second value after the first). */
 static int
-nesting_depth (const char *data, gsize len)
+scan_json (const char *data, gsize len, gboolean *trailing)
 {
   int depth = 0, deepest = 0;
-  gboolean in_string = FALSE;
+  gboolean in_string = FALSE, closed = FALSE;
+  *trailing = FALSE;
   for (gsize i = 0; i < len; i++)
     {
       char c = data[i];
-      if (in_string)
+      if (closed)
+        *trailing |= !g_ascii_isspace (c);
+      else if (in_string)
         {
           if (c == '\\')
             i++;
@@ -63,7 +68,7 @@ nesting_depth (const char *data, gsize len)
           deepest = MAX (deepest, depth);
         }
       else if (c == '}' || c == ']')
-        depth--;
+        closed = --depth == 0;
     }
   return deepest;
 }
@@ -73,11 +78,13 @@ ns_api_parse_object (const char *data, gsize len, int max_depth, const char *wha
                      GError **error)
 {
   /* json-glib recurses per level: refuse deep nesting before it parses. */
-  if (memchr (data, '\0', len) != NULL || nesting_depth (data, len) > max_depth)
+  gboolean trailing;
+  if (memchr (data, '\0', len) != NULL || scan_json (data, len, &trailing) > max_depth
+      || trailing)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                   "%s is not a flat JSON object (nested too deep or holding a NUL byte); "
-                   "send one object of the documented fields", what);
+                   "%s is not one flat JSON object (nested too deep, holding a NUL byte, or "
+                   "followed by more); send one object of the documented fields", what);
       return NULL;
     }
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
