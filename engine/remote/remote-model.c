@@ -482,6 +482,10 @@ read_stream (Stream *s, GInputStream *in, const Call *call, GError **error)
     {
       gsize len = 0;
       g_autoptr (GError) local = NULL;
+      /* Buffered lines are read without looking at the cancellable: Stop
+       * must not wait for them. */
+      if (g_cancellable_set_error_if_cancelled (call->cancellable, &local))
+        return set_transport_error (error, call, local), NULL;
       g_autofree char *line = g_data_input_stream_read_line (lines, &len, call->cancellable,
                                                              &local);
       if (local != NULL)
@@ -511,10 +515,8 @@ static GBytes *
 json_bytes (JsonObject *o)
 {
   g_autoptr (JsonNode) node = json_node_init_object (json_node_alloc (), o);
-  gsize len;
   char *text = json_to_string (node, FALSE);
-  len = strlen (text);
-  return g_bytes_new_take (text, len);
+  return g_bytes_new_take (text, strlen (text));
 }
 
 /* The edit form: every JSON field as a text part, and the picture. */
@@ -561,7 +563,7 @@ remote_run (NsModel *model, const NsRequest *request, GError **error)
                                                           m->nextstep);
   g_autofree char *content_type = g_strdup ("application/json");
   g_autoptr (GBytes) body = edit ? edit_form (&r, fields, &content_type, error)
-                                 : json_bytes (json_object_ref (fields));
+                                 : json_bytes (fields);
   if (body == NULL)
     return NULL;
   Call call = { model->dir, m->api_key, "POST",
