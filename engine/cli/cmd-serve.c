@@ -170,6 +170,13 @@ form_value (const char *name, const char *text, GError **error)
   return NULL;
 }
 
+/* IHDR's fields: big-endian, at any alignment. */
+static guint32
+big_endian32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
 /* The input picture of an edit: a PNG whose header says it is small enough,
  * checked before any pixel memory is allocated. */
 static guint8 *
@@ -177,8 +184,8 @@ form_image (GBytes *part, int *w, int *h, GError **error)
 {
   gsize len;
   const guint8 *d = g_bytes_get_data (part, &len);
-  guint32 pw = len >= 24 ? GUINT32_FROM_BE (*(const guint32 *) (d + 16)) : 0;
-  guint32 ph = len >= 24 ? GUINT32_FROM_BE (*(const guint32 *) (d + 20)) : 0;
+  guint32 pw = len >= 24 ? big_endian32 (d + 16) : 0;
+  guint32 ph = len >= 24 ? big_endian32 (d + 20) : 0;
   if (pw > NS_API_MAX_SIDE || ph > NS_API_MAX_SIDE)
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT, "The image is %u×%u; "
                         "send at most %d pixels a side", pw, ph, NS_API_MAX_SIDE), NULL;

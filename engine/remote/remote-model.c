@@ -561,13 +561,14 @@ remote_run (NsModel *model, const NsRequest *request, GError **error)
   gboolean edit = r.mode == NS_MODE_EDIT;
   g_autoptr (JsonObject) fields = ns_api_request_to_json (&r, model->name, m->nextstep,
                                                           m->nextstep);
-  g_autofree char *content_type = g_strdup ("application/json");
-  g_autoptr (GBytes) body = edit ? edit_form (&r, fields, &content_type, error)
+  g_autofree char *form_type = NULL;
+  g_autoptr (GBytes) body = edit ? edit_form (&r, fields, &form_type, error)
                                  : json_bytes (fields);
   if (body == NULL)
     return NULL;
   Call call = { model->dir, m->api_key, "POST",
-                edit ? "/v1/images/edits" : "/v1/images/generations", content_type, body,
+                edit ? "/v1/images/edits" : "/v1/images/generations",
+                edit ? form_type : "application/json", body,
                 m->nextstep ? STREAM_TIMEOUT_S : PLAIN_TIMEOUT_S, r.cancellable };
   if (!m->nextstep)
     {
