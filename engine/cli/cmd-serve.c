@@ -21,6 +21,7 @@
 typedef struct {
   char *model, *edit_model, *vae, *host, *api_key, *backend, *weights;
   int port, queue, threads;
+  gboolean plain;
 } Args;
 
 static void
@@ -73,8 +74,10 @@ load_models (Server *s, const Args *a, GError **error)
   return TRUE;
 }
 
+/* `plain`: without our extension, so that clients treat this server as
+ * vLLM-Omni (plain requests, no edits, no previews). */
 static void
-add_model_entry (JsonBuilder *b, NsModel *m)
+add_model_entry (JsonBuilder *b, NsModel *m, gboolean plain)
 {
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "id");
@@ -83,6 +86,11 @@ add_model_entry (JsonBuilder *b, NsModel *m)
   json_builder_add_string_value (b, "model");
   json_builder_set_member_name (b, "owned_by");
   json_builder_add_string_value (b, "nextstep");
+  if (plain)
+    {
+      json_builder_end_object (b);
+      return;
+    }
   json_builder_set_member_name (b, "nextstep");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "kind");
@@ -113,9 +121,9 @@ handle_models (Server *s, SoupServerMessage *msg)
   json_builder_add_string_value (b, "list");
   json_builder_set_member_name (b, "data");
   json_builder_begin_array (b);
-  add_model_entry (b, s->t2i);
+  add_model_entry (b, s->t2i, s->plain);
   if (s->edit != NULL && s->edit != s->t2i)
-    add_model_entry (b, s->edit);
+    add_model_entry (b, s->edit, s->plain);
   json_builder_end_array (b);
   json_builder_end_object (b);
   g_autoptr (JsonNode) root = json_builder_get_root (b);
@@ -364,7 +372,7 @@ static int
 serve (const Args *a)
 {
   g_autoptr (GError) error = NULL;
-  Server s = { .max_pending = 1 + (a->queue > 0 ? a->queue : 2) };
+  Server s = { .max_pending = 1 + (a->queue > 0 ? a->queue : 2), .plain = a->plain };
   if (a->port < 0 || a->port > 65535)
     {
       fprintf (stderr, "nextstep serve: --port %d: use 0 to 65535\n", a->port);
@@ -412,6 +420,8 @@ ns_cmd_serve (int argc, char **argv)
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu or cuda", "NAME" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights, "auto, bf16, fp8 or int8", "FORMAT" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
+    /* Test hook: list the models as vLLM-Omni does, for the client's fallback. */
+    { "plain", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &a.plain, NULL, NULL },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (NULL);

@@ -18,6 +18,7 @@ typedef struct {
   NsModel *t2i, *edit;          /* edit: NULL when no model edits; may be t2i */
   GThreadPool *worker;          /* one thread: one run at a time */
   int pending, max_pending;     /* jobs running or waiting (main thread) */
+  gboolean plain;               /* test hook: answer /v1/models as vLLM-Omni does */
 } Server;
 
 /* Sends {"error": {"message", "type"}} with `status`. */

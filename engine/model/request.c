@@ -65,8 +65,8 @@ validate_edit_input (const NsModel *m, const NsRequest *r, GError **error)
   if (r->mode != NS_MODE_EDIT)
     return TRUE;
   if (m->kind != NS_MODEL_KIND_EDIT)
-    return ns_request_invalid (error, "%s is a text-to-image model; editing needs NextStep-1-Large-Edit",
-                    m->dir);
+    return ns_request_invalid (error, "%s (%s) is a text-to-image model; editing needs "
+                               "NextStep-1-Large-Edit", m->name, m->dir);
   if (r->input.rgba == NULL || r->input.width <= 0 || r->input.height <= 0
       || r->input.stride < 4 * r->input.width)
     return ns_request_invalid (error, "Editing needs an input image (RGBA8, positive size, stride ≥ 4·width)");
@@ -103,7 +103,7 @@ validate (const NsModel *m, const NsRequest *r, GError **error)
     return ns_request_invalid (error, "Unknown CFG schedule %d", (int) r->cfg_schedule);
   if (r->preview_every < 0)
     return ns_request_invalid (error, "preview_every %d: must be ≥ 0", r->preview_every);
-  return validate_edit_input (m, r, error) && m->klass->check (m, r, error);
+  return m->klass->check (m, r, error) && validate_edit_input (m, r, error);
 }
 
 gboolean

@@ -272,6 +272,34 @@ def test_api_key():
     check(p.returncode != 0 and "--api-key" in p.stderr, f"open host without a key: {p.stderr}")
 
 
+def test_plain_server():
+    """A server without our extension (as vLLM-Omni): plain requests, same PNG,
+    no previews, and edits refused with a message."""
+    s = Server("--plain")
+    try:
+        common = ["--prompt", "a red house", "--width", "64", "--height", "64", "--seed", "7"]
+        plain = os.path.join(TMP, "plain.png")
+        previews = os.path.join(TMP, "plain-previews")
+        p = cli("generate", "--backend", "remote", "--server", s.url, *common, "-o", plain,
+                "--preview-dir", previews)
+        check(p.returncode == 0, f"generate on a plain server: {p.stderr}")
+        local = os.path.join(TMP, "plain-local.png")
+        cli("generate", "--model", T2I, "--threads", "1", *common, "-o", local)
+        check(os.path.exists(plain) and open(plain, "rb").read() == open(local, "rb").read(),
+              "the plain server's PNG differs from the local one")
+        check(not os.listdir(previews) if os.path.isdir(previews) else True,
+              "previews from a plain server")
+        p = cli("edit", "--backend", "remote", "--server", s.url, "--image", local,
+                "--prompt", "x", "-o", os.path.join(TMP, "plain-edit.png"))
+        check(p.returncode != 0 and "does not edit" in p.stderr,
+              f"edit on a plain server: {p.returncode} {p.stderr}")
+        p = cli("inspect", "--server", s.url, "--json")
+        check(p.returncode == 0 and json.loads(p.stdout)["models"][T2I_ID]["previews"] is False,
+              f"inspect a plain server: {p.stdout} {p.stderr}")
+    finally:
+        s.stop()
+
+
 def test_server_killed():
     """Killed mid-run: the CLI says so and writes nothing."""
     s = Server()
@@ -300,7 +328,7 @@ def test_server_killed():
 
 SHARED = [test_same_png, test_edit, test_openai_fields, test_hostile, test_disconnect,
           test_concurrent]
-ALONE = [test_api_key, test_server_killed]
+ALONE = [test_api_key, test_plain_server, test_server_killed]
 
 
 def main():
