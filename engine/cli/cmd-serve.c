@@ -368,6 +368,23 @@ quit (gpointer loop)
   return G_SOURCE_REMOVE;
 }
 
+/* Cancels every job, lets each answer its client (within a token), then
+ * frees the models. */
+static void
+server_stop (Server *s)
+{
+  g_cancellable_cancel (s->stopping);
+  while (s->pending > 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_pool_free (s->worker, FALSE, TRUE);
+  soup_server_disconnect (s->soup);
+  g_object_unref (s->soup);
+  if (s->edit != s->t2i)
+    ns_model_free (s->edit);
+  ns_model_free (s->t2i);
+  g_object_unref (s->stopping);
+}
+
 static int
 serve (const Args *a)
 {
@@ -380,6 +397,7 @@ serve (const Args *a)
     }
   s.soup = soup_server_new ("server-header", "nextstep/" NS_VERSION, NULL);
   s.worker = g_thread_pool_new (serve_job_run, &s, 1, TRUE, NULL);
+  s.stopping = g_cancellable_new ();
   soup_server_add_early_handler (s.soup, NULL, early_checks, a->api_key, NULL);
   soup_server_add_handler (s.soup, NULL, handle, &s, NULL);
   int rc = 0;
@@ -396,8 +414,7 @@ serve (const Args *a)
       g_unix_signal_add (SIGTERM, quit, loop);
       g_main_loop_run (loop);
     }
-  /* A run may still be going on the worker: the models stay loaded until
-   * the process ends, without waiting for it. */
+  server_stop (&s);
   return rc;
 }
 

@@ -23,6 +23,7 @@ typedef struct {
   guint8 *input;
   NsModel *model;
   GCancellable *cancellable;
+  gulong stop_id;             /* on server->stopping */
   guint watch_id, ping_id;
   gboolean msg_done;          /* libsoup finished the message (main thread) */
   /* worker → main */
@@ -44,6 +45,7 @@ job_clear (Job *job)
   g_object_unref (job->msg);
   json_object_unref (job->fields);
   g_free (job->input);
+  g_cancellable_disconnect (job->server->stopping, job->stop_id);
   g_object_unref (job->cancellable);
   g_mutex_clear (&job->lock);
   g_string_free (job->out, TRUE);
@@ -374,6 +376,14 @@ start_stream (Job *job)
   flush_events (job);
 }
 
+/* Server shutdown: the "cancelled" handler of server->stopping. */
+static void
+cancel_job (GCancellable *stopping, gpointer job_cancellable)
+{
+  (void) stopping;
+  g_cancellable_cancel (job_cancellable);
+}
+
 /* The model that serves a request: the one it names, else by mode. */
 static NsModel *
 choose_model (Server *s, const NsApiRequest *api, gboolean edit)
@@ -395,6 +405,8 @@ serve_job_start (Server *s, SoupServerMessage *msg, JsonObject *fields, gboolean
   job->fields = fields;
   job->input = input;
   job->cancellable = g_cancellable_new ();
+  job->stop_id = g_cancellable_connect (s->stopping, G_CALLBACK (cancel_job),
+                                        job->cancellable, NULL);
   job->out = g_string_new (NULL);
   g_mutex_init (&job->lock);
   ns_request_init (&job->api.request);

@@ -19,6 +19,7 @@ typedef struct {
   GThreadPool *worker;          /* one thread: one run at a time */
   int pending, max_pending;     /* jobs running or waiting (main thread) */
   gboolean plain;               /* test hook: answer /v1/models as vLLM-Omni does */
+  GCancellable *stopping;       /* cancelled at shutdown: cancels every job */
 } Server;
 
 /* Sends {"error": {"message", "type"}} with `status`. */

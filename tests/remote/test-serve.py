@@ -300,6 +300,28 @@ def test_plain_server():
         s.stop()
 
 
+def test_sigterm():
+    """SIGTERM mid-run: the run is cancelled, the client told, the server gone at once."""
+    s = Server()
+    out = os.path.join(TMP, "term.png")
+    previews = os.path.join(TMP, "term-previews")
+    cmd = subprocess.Popen([CLI, "generate", "--backend", "remote", "--server", s.url,
+                            "--prompt", "a", "--steps", "400", "--preview-dir", previews,
+                            "-o", out], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (os.path.isdir(previews) and os.listdir(previews)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = s.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        rc = "still running"
+    s.stop()
+    _, err = cmd.communicate(timeout=120)
+    check(rc == 0, f"serve after SIGTERM: {rc} {s.proc.stderr.read()}")
+    check(cmd.returncode != 0 and not os.path.exists(out), f"CLI after SIGTERM: {err}")
+
+
 def test_server_killed():
     """Killed mid-run: the CLI says so and writes nothing."""
     s = Server()
@@ -328,7 +350,7 @@ def test_server_killed():
 
 SHARED = [test_same_png, test_edit, test_openai_fields, test_hostile, test_disconnect,
           test_concurrent]
-ALONE = [test_api_key, test_plain_server, test_server_killed]
+ALONE = [test_api_key, test_plain_server, test_sigterm, test_server_killed]
 
 
 def main():
