@@ -300,47 +300,44 @@ def test_plain_server():
         s.stop()
 
 
-def test_sigterm():
-    """SIGTERM mid-run: the run is cancelled, the client told, the server gone at once."""
+def signal_mid_run(sig, name):
+    """Starts a long remote run on a fresh server, sends `sig` to the server
+    once previews arrive; returns (server, its exit status, CLI status,
+    CLI stderr, output path)."""
     s = Server()
-    out = os.path.join(TMP, "term.png")
-    previews = os.path.join(TMP, "term-previews")
+    out = os.path.join(TMP, name + ".png")
+    previews = os.path.join(TMP, name + "-previews")
     cmd = subprocess.Popen([CLI, "generate", "--backend", "remote", "--server", s.url,
                             "--prompt", "a", "--steps", "400", "--preview-dir", previews,
                             "-o", out], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (os.path.isdir(previews) and os.listdir(previews)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    s.proc.send_signal(signal.SIGTERM)
+    s.proc.send_signal(sig)
     try:
         rc = s.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         rc = "still running"
-    s.stop()
-    _, err = cmd.communicate(timeout=120)
-    check(rc == 0, f"serve after SIGTERM: {rc} {s.proc.stderr.read()}")
-    check(cmd.returncode != 0 and not os.path.exists(out), f"CLI after SIGTERM: {err}")
-
-
-def test_server_killed():
-    """Killed mid-run: the CLI says so and writes nothing."""
-    s = Server()
-    out = os.path.join(TMP, "killed.png")
-    previews = os.path.join(TMP, "killed-previews")
-    cmd = subprocess.Popen([CLI, "generate", "--backend", "remote", "--server", s.url,
-                            "--prompt", "a", "--steps", "400", "--preview-dir", previews,
-                            "-o", out], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (os.path.isdir(previews) and os.listdir(previews)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    s.proc.send_signal(signal.SIGKILL)
     s.stop()
     try:
         _, err = cmd.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         cmd.kill()
         err = "(did not end)"
-    check(cmd.returncode != 0 and "server" in err, f"CLI after the kill: {cmd.returncode} {err}")
+    return s, rc, cmd.returncode, err, out
+
+
+def test_sigterm():
+    """SIGTERM mid-run: the run is cancelled, the client told, the server gone at once."""
+    s, rc, cli_rc, err, out = signal_mid_run(signal.SIGTERM, "term")
+    check(rc == 0, f"serve after SIGTERM: {rc} {s.proc.stderr.read()}")
+    check(cli_rc != 0 and not os.path.exists(out), f"CLI after SIGTERM: {err}")
+
+
+def test_server_killed():
+    """Killed mid-run: the CLI says so and writes nothing."""
+    s, _, cli_rc, err, out = signal_mid_run(signal.SIGKILL, "killed")
+    check(cli_rc != 0 and "server" in err, f"CLI after the kill: {cli_rc} {err}")
     check(not os.path.exists(out), "an output was written after the server died")
     p = cli("generate", "--backend", "remote", "--server", s.url, "--prompt", "a", "-o", out,
             timeout=60)
