@@ -40,7 +40,7 @@ typedef struct {
 typedef struct NsBackend NsBackend;
 typedef struct NsGraph NsGraph;
 
-/* The classifier-free guidance of one request (model doc §8): with the
+/* The classifier-free guidance of one request (docs/model.md §8): with the
  * linear schedule the scales fall from cfg to 1 over the image tokens,
  * cfg_t = 1 + (cfg − 1)·(ntok − token)/ntok (the official operation order). */
 typedef struct {

@@ -115,7 +115,7 @@ typedef struct {
 
 void ns_request_init (NsRequest *request);   /* all defaults */
 /* Fills every "default" field with the values for this model's kind
- * (model doc §9) and validates the rest. */
+ * (docs/model.md §9) and validates the rest. */
 gboolean ns_request_resolve (const NsModel *model, NsRequest *request, GError **error);
 
 /* Wall-clock milliseconds of a run's stages. backbone_ms and head_ms sum
@@ -128,7 +128,7 @@ typedef struct {
   int n_images;
   int width, height;
   guint8 **rgba;                  /* n_images pictures, stride width*4 */
-  /* what --save-tokens writes (float32, shapes as in the golden README) */
+  /* what --save-tokens writes (float32, shapes as in docs/model.md §5) */
   float *tokens;                  /* [n, ntok, 64] */
   float *latents;                 /* [n, 16, H/8, W/8] */
   float *decoded;                 /* [n, 3, H, W] */

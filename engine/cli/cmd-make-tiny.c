@@ -4,7 +4,7 @@
  * their index, tokenizer files, vae/{config.json, checkpoint.pt}), small
  * enough for the CPU engine to run in well under a second per image.
  *
- * Weights follow the golden README's "Weights are random" rule: matrices
+ * Weights follow the recipe of the golden tiny models: matrices
  * N(0, 1/fan_in) (embeddings and lm_head N(0, 1), adaLN ×0.5,
  * image_in_projector ×2, VAE decoder.conv_out ×0.5), norm gains 1 + 0.1 N,
  * biases 0.05 N — non-zero where the official init zeroes (adaLN, final
@@ -475,7 +475,7 @@ add_mid (GPtrArray *specs, const char *side, int64_t c)
   add_resblock (specs, b2, c, c);
 }
 
-/* The Flux AutoEncoder state_dict (model doc §11.1–11.2). */
+/* The Flux AutoEncoder state_dict (docs/model.md §11). */
 static void
 vae_specs (GPtrArray *specs, const NsVaeConfig *v)
 {

@@ -409,7 +409,7 @@ test_bad_requests (void)
   expect_invalid (m, &r, NS_ERROR_FILE);
 }
 
-/* Defaults by kind (model doc §9). */
+/* Defaults by kind (docs/model.md §9). */
 static void
 test_defaults (void)
 {
