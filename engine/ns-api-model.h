@@ -57,6 +57,10 @@ typedef struct NsModel NsModel;
 NsModel    *ns_model_load (const NsLoadOptions *options, GError **error);
 void        ns_model_free (NsModel *model);
 NsModelKind ns_model_get_kind (const NsModel *model);
+/* A warning to show before running `mode` on this checkpoint (editing with
+ * one that does not look like an edit model runs, but may edit poorly), or
+ * NULL; g_free it. */
+char       *ns_model_mode_warning (const NsModel *model, NsMode mode);
 const char *ns_model_get_dir (const NsModel *model);
 NsBackendKind ns_model_get_backend (const NsModel *model);
 /* Why AUTO chose the CPU (NULL when CUDA is used or CPU was asked for). */

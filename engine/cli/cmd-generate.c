@@ -202,6 +202,9 @@ run_request (Args *a, gboolean edit)
   g_autoptr (NsModel) model = ns_model_load (&lo, &error);
   if (model == NULL)
     return fail (error);
+  g_autofree char *warning = ns_model_mode_warning (model, r.mode);
+  if (warning != NULL)
+    fprintf (stderr, "Warning: %s\n", warning);
   /* Always said, not only on a terminal: a script should see why it is slow. */
   if (ns_model_get_backend_note (model) && lo.backend == NS_BACKEND_AUTO)
     fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
