@@ -49,6 +49,25 @@ typedef struct {
   int ntok;
 } NsCfgParams;
 
+#ifdef __CUDACC__
+#  define NS_HOST_DEVICE static inline __host__ __device__
+#else
+#  define NS_HOST_DEVICE static inline
+#endif
+
+/* The guidance scales (s, s_img) of image token `token`. */
+NS_HOST_DEVICE void
+ns_cfg_scales (const NsCfgParams *cfg, int token, double *s, double *s_img)
+{
+  *s = cfg->cfg;
+  *s_img = cfg->cfg_img;
+  if (cfg->linear)
+    {
+      *s = 1.0 + (cfg->cfg - 1.0) * (cfg->ntok - token) / cfg->ntok;
+      *s_img = 1.0 + (cfg->cfg_img - 1.0) * (cfg->ntok - token) / cfg->ntok;
+    }
+}
+
 /* One update of a token's sampler state (engine/model/sampler.c says which
  * sampler issues which): */
 typedef enum {

@@ -41,12 +41,8 @@ ns_cpu_cfg_combine (NsBackend *b, float *v, const float *v_rows, int cfg_mult, s
                     const NsCfgParams *cfg, const int32_t *token)
 {
   (void) b;
-  double s = cfg->cfg, s_img = cfg->cfg_img;
-  if (cfg->linear)
-    {
-      s = 1.0 + (cfg->cfg - 1.0) * (cfg->ntok - *token) / cfg->ntok;
-      s_img = 1.0 + (cfg->cfg_img - 1.0) * (cfg->ntok - *token) / cfg->ntok;
-    }
+  double s, s_img;
+  ns_cfg_scales (cfg, *token, &s, &s_img);
   const float *c = v_rows, *u1 = v_rows + block, *u2 = v_rows + 2 * block;
   for (size_t i = 0; i < block; i++)
     {
