@@ -52,12 +52,8 @@ __global__ void
 cfg_combine_kernel (float *v, const float *rows, int cfg_mult, NsCfgParams cfg,
                     const int32_t *token, size_t n)
 {
-  double s = cfg.cfg, s_img = cfg.cfg_img;
-  if (cfg.linear)
-    {
-      s = 1.0 + (cfg.cfg - 1.0) * (cfg.ntok - *token) / cfg.ntok;
-      s_img = 1.0 + (cfg.cfg_img - 1.0) * (cfg.ntok - *token) / cfg.ntok;
-    }
+  double s, s_img;
+  ns_cfg_scales (&cfg, *token, &s, &s_img);
   const float *c = rows, *u1 = rows + n, *u2 = rows + 2 * n;
   NS_GRID_STRIDE (i, n)
     {
