@@ -91,7 +91,23 @@ check_linear (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean 
   check_linear_scaled (rng, dtype, rows, cols, outs, bias, accumulate, 1.0f);
 }
 
-/* Decode sizes: 1–7 rows (the row groups of the GEMV and their remainders),
+typedef struct {
+  int rows, cols, outs;
+  gboolean bias, accumulate;
+} LinearShape;
+
+/* Every shape in every weight dtype. */
+static void
+check_shapes (guint32 seed, const LinearShape *shapes, int n)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (seed);
+  for (int d = 0; d < (int) G_N_ELEMENTS (ops_all_weight_dtypes); d++)
+    for (int s = 0; s < n; s++)
+      check_linear (rng, ops_all_weight_dtypes[d], shapes[s].rows, shapes[s].cols,
+                    shapes[s].outs, shapes[s].bias, shapes[s].accumulate);
+}
+
+/* Decode sizes: 1–8 rows (the row groups of the GEMV and their remainders),
  * widths below, at and above one F16 conversion chunk, odd everywhere; the
  * largest is big enough to run on several threads. */
 static void
@@ -112,15 +128,10 @@ test_linear_decode (void)
 static void
 test_linear_gemv_splits (void)
 {
-  g_autoptr (GRand) rng = g_rand_new_with_seed (13);
-  for (int d = 0; d < 5; d++)
-    {
-      check_linear (rng, ops_all_weight_dtypes[d], 2, 4096, 18, TRUE, FALSE);
-      check_linear (rng, ops_all_weight_dtypes[d], 3, 512, 257, FALSE, TRUE);
-      check_linear (rng, ops_all_weight_dtypes[d], 8, 1024, 64, TRUE, TRUE);
-      check_linear (rng, ops_all_weight_dtypes[d], 13, 256, 70, TRUE, FALSE);
-      check_linear (rng, ops_all_weight_dtypes[d], 32, 96, 33, FALSE, TRUE);
-    }
+  const LinearShape shapes[] = { { 2, 4096, 18, TRUE, FALSE }, { 3, 512, 257, FALSE, TRUE },
+                                 { 8, 1024, 64, TRUE, TRUE }, { 13, 256, 70, TRUE, FALSE },
+                                 { 32, 96, 33, FALSE, TRUE } };
+  check_shapes (13, shapes, G_N_ELEMENTS (shapes));
 }
 
 /* rows = 0 writes nothing (issue 16: CUDA fell to the 8-row kernel). */
@@ -156,15 +167,10 @@ test_linear_no_rows (void)
 static void
 test_linear_prefill (void)
 {
-  g_autoptr (GRand) rng = g_rand_new_with_seed (12);
-  for (int d = 0; d < 5; d++)
-    {
-      check_linear (rng, ops_all_weight_dtypes[d], 9, 17, 3, TRUE, FALSE);
-      check_linear (rng, ops_all_weight_dtypes[d], 13, 300, 37, FALSE, TRUE);
-      check_linear (rng, ops_all_weight_dtypes[d], 50, 517, 70, TRUE, TRUE);
-      check_linear (rng, ops_all_weight_dtypes[d], 64, 128, 130, FALSE, FALSE);
-      check_linear (rng, ops_all_weight_dtypes[d], 40, 512, 96, TRUE, FALSE);
-    }
+  const LinearShape shapes[] = { { 9, 17, 3, TRUE, FALSE }, { 13, 300, 37, FALSE, TRUE },
+                                 { 50, 517, 70, TRUE, TRUE }, { 64, 128, 130, FALSE, FALSE },
+                                 { 40, 512, 96, TRUE, FALSE } };
+  check_shapes (12, shapes, G_N_ELEMENTS (shapes));
 }
 
 /* Prefill-sized rows with activations past the f16 range and with f32
