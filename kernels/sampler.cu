@@ -54,47 +54,16 @@ cfg_combine_kernel (float *v, const float *rows, int cfg_mult, NsCfgParams cfg,
 {
   double s, s_img;
   ns_cfg_scales (&cfg, *token, &s, &s_img);
-  const float *c = rows, *u1 = rows + n, *u2 = rows + 2 * n;
-  NS_GRID_STRIDE (i, n)
-    {
-      if (cfg_mult == 1)
-        v[i] = c[i];
-      else if (cfg_mult == 2)
-        v[i] = (float) (u1[i] + s * ((double) c[i] - u1[i]));
-      else
-        v[i] = (float) (u2[i] + s_img * ((double) u1[i] - u2[i]) + s * ((double) c[i] - u1[i]));
-    }
+  NS_GRID_STRIDE (i, n) v[i] = ns_cfg_mix (rows, n, cfg_mult, i, s, s_img);
 }
 
 __global__ void
 sampler_step_kernel (double *state, float *x_rows, const float *v, const float *eps,
                      int copies, NsSamplerStep step, size_t n)
 {
-  double t = step.t, t_next = step.t_next, dt = t_next - t;
-  double noise_scale = sqrt (2.0 * (1.0 - t)) * sqrt (dt);
-  double denom = (1.0 - t) * (1.0 - t) + t * (1.0 - t);
   NS_GRID_STRIDE (i, n)
     {
-      double x = state[i];
-      switch (step.kind)
-        {
-        case NS_STEP_INIT:
-          x = eps[i];
-          break;
-        case NS_STEP_SDE:
-          {
-            double score = (t * v[i] - x) / denom;
-            double drift = v[i] + (1.0 - t) * score;
-            x += drift * dt + noise_scale * eps[i];
-          }
-          break;
-        case NS_STEP_ODE:
-          x = (x - v[i] * t) * (1.0 - t_next) + (x + v[i] * (1.0 - t)) * t_next;
-          break;
-        case NS_STEP_EULER:
-          x += step.dt * v[i];
-          break;
-        }
+      double x = ns_sampler_update (&step, state[i], v[i], eps[i]);
       state[i] = x;
       for (int c = 0; c < copies; c++)
         x_rows[(size_t) c * n + i] = (float) x;
