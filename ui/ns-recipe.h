@@ -43,10 +43,11 @@ void      ns_recipe_free (NsRecipe *recipe);
 
 /* Pretty-printed JSON text; never fails (NULL strings become null). */
 char     *ns_recipe_to_json (const NsRecipe *recipe);
-/* Parses and checks a recipe; NULL and an NS_ERROR_FORMAT error naming the
- * field when it is malformed. Unknown fields are ignored (newer minor
- * versions may add some). */
-NsRecipe *ns_recipe_from_json (const char *json, GError **error);
+/* Parses and checks a recipe of @length bytes (-1: up to the NUL; a NUL
+ * inside @length bytes is damage, refused); NULL and an NS_ERROR_FORMAT
+ * error naming the field when it is malformed. Unknown fields are ignored
+ * (newer minor versions may add some). */
+NsRecipe *ns_recipe_from_json (const char *json, gssize length, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsRecipe, ns_recipe_free)
 
