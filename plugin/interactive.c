@@ -126,6 +126,7 @@ report_unreadable_recipe (const GError *error)
                                             GTK_MESSAGE_WARNING, GTK_BUTTONS_OK,
                                             _("This layer's NextStep recipe is unreadable"));
 
+  gtk_window_set_title (GTK_WINDOW (note), _("NextStep: recipe unreadable"));
   gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (note),
                                             _("%s\n\nThe layer cannot be regenerated "
                                               "from it; the dialog starts from the usual "
