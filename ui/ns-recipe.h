@@ -2,9 +2,9 @@
  * it again, as a small JSON object.
  *
  * The plug-in stores it in the `nextstep-recipe` parasite and reads it back
- * to pre-fill "regenerate / vary seed". Needs only GLib and json-glib (no
- * GTK, no engine), so the plug-in and tests may link it on its own through
- * `ns_recipe_dep`. Enumerated values are kept as the engine's names
+ * to pre-fill "regenerate / vary seed". Needs only GLib, json-glib and the
+ * engine's JSON loader (no GTK), so the plug-in and tests may link it on its
+ * own through `ns_recipe_dep`. Enumerated values are kept as the engine's names
  * ("generate", "hf-sde", "cpu", "bf16" …) so the JSON stays readable.
  */
 #pragma once

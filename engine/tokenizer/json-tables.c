@@ -47,8 +47,9 @@ top_member (NsJsonScan *s, guint depth, gpointer data)
     return ns_json_scan_fail_at (s, s->p, "the top-level member \"model\" is given twice");
   f->model_seen = TRUE;
   /* A model of another type is reported by the json-glib checks. */
-  return ns_json_scan_next_is (s, '{') ? ns_json_scan_object (s, depth + 1, model_member, f->tables)
-                          : ns_json_scan_skip_value (s, depth);
+  if (!ns_json_scan_next_is (s, '{'))
+    return ns_json_scan_skip_value (s, depth);
+  return ns_json_scan_object (s, depth + 1, model_member, f->tables);
 }
 
 gboolean
