@@ -117,24 +117,49 @@ ask_about_recipe (const NsRecipe *recipe)
   return response;
 }
 
+/* A damaged recipe is said so, with the reason, instead of being passed
+ * over in silence: the user asked for its settings. */
+static void
+report_unreadable_recipe (const GError *error)
+{
+  GtkWidget *note = gtk_message_dialog_new (NULL, GTK_DIALOG_MODAL,
+                                            GTK_MESSAGE_WARNING, GTK_BUTTONS_OK,
+                                            _("This layer's NextStep recipe is unreadable"));
+
+  gtk_window_set_title (GTK_WINDOW (note), _("NextStep: recipe unreadable"));
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (note),
+                                            _("%s\n\nThe layer cannot be regenerated "
+                                              "from it; the dialog starts from the usual "
+                                              "settings."), error->message);
+  gimp_window_set_transient (GTK_WINDOW (note));
+  gtk_dialog_run (GTK_DIALOG (note));
+  gtk_widget_destroy (note);
+}
+
 /* Replaces @settings by @drawable's recipe when it has one of @mode's kind
  * and the user wants to make it again (same seed) or vary it (new seed). */
 static void
 offer_recipe (GimpDrawable *drawable, NsMode mode, NsDialogSettings *settings)
 {
+  gsize size = 0;
   g_autofree char *json = drawable != NULL
-                          ? ns_canvas_get_recipe (GIMP_ITEM (drawable)) : NULL;
-  g_autoptr (NsRecipe) recipe = json != NULL ? ns_recipe_from_json (json, NULL) : NULL;
+                          ? ns_canvas_get_recipe (GIMP_ITEM (drawable), &size) : NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsRecipe) recipe = json != NULL
+                                ? ns_recipe_from_json (json, (gssize) size, &error) : NULL;
   const char *kind = mode == NS_MODE_EDIT ? "edit" : "generate";
   int response;
 
+  if (error != NULL)
+    report_unreadable_recipe (error);
   if (recipe == NULL || g_strcmp0 (recipe->mode, kind) != 0)
     return;
   response = ask_about_recipe (recipe);
   if (response != RESPONSE_VARY && response != RESPONSE_REGENERATE)
     return;
-  if (ns_dialog_settings_from_recipe (settings, recipe, NULL)
-      && response == RESPONSE_VARY)
+  if (! ns_dialog_settings_from_recipe (settings, recipe, &error))
+    report_unreadable_recipe (error);
+  else if (response == RESPONSE_VARY)
     settings->seed_mode = NS_SEED_RANDOM;
 }
 

@@ -286,7 +286,7 @@ test_generate_insert (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.height, ==, 64);
   g_assert_cmpuint (g_bytes_get_size (out.rgba), ==, 64 * 64 * 4);
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, &error);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (recipe->mode, ==, "generate");
   g_assert_cmpstr (recipe->prompt, ==, "a lighthouse at dusk, oil painting");
@@ -503,7 +503,7 @@ test_edit (Fixture *f, gconstpointer data)
   g_assert_true (out.got);
   g_assert_cmpint (out.width, ==, 64);
   g_assert_cmpint (out.height, ==, 64);
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, NULL);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, NULL);
   g_assert_nonnull (recipe);
   g_assert_cmpstr (recipe->mode, ==, "edit");
   g_assert_cmpstr (recipe->prompt, ==, "make it night");
