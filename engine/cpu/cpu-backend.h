@@ -21,11 +21,13 @@ ns_cpu_threads (NsBackend *b)
   return ((NsCpuBackend *) b)->threads;
 }
 
-/* Hot loops get an AVX2/FMA clone picked at load time; the default clone
- * keeps the build portable (no -march=native). */
+/* Hot loops get AVX-512 and AVX2/FMA clones picked at load time (the
+ * AVX-512 one has twice the vector registers, so more accumulators stay in
+ * them); the default clone keeps the build portable (no -march=native). */
 #if defined(__x86_64__) && defined(__has_attribute)
 #  if __has_attribute(target_clones)
-#    define NS_CPU_HOT __attribute__ ((target_clones ("arch=x86-64-v3", "default")))
+#    define NS_CPU_HOT \
+       __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #  endif
 #endif
 #ifndef NS_CPU_HOT
@@ -60,8 +62,6 @@ ns_cpu_silu1 (float v)
 
 /* convert.c: n elements of a weight starting at element `offset`, as f32. */
 void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);
-/* I8/F8_E4M3 weights: the codes as f32 without the row scales. */
-void   ns_cpu_convert_codes (float *dst, const NsMat *m, size_t offset, size_t n);
 /* The whole weight as a new f32 array (g_free it); NULL when m is NULL. */
 float *ns_cpu_mat_to_f32 (const NsMat *m);
 
