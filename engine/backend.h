@@ -10,7 +10,15 @@
  *    rows = 1) in a storage dtype (F32, BF16, F16, or weight-only I8/F8_E4M3
  *    with one float scale per row: W[o, i] = q[o, i] · scale[o]), uploaded
  *    once by `upload`. A conv weight [Co, Ci, k, k] is the matrix [Co × Ci·k·k].
- *  - Ops are asynchronous on CUDA; `read`/`sync` wait.
+ *  - Index arrays (token ids, counters) are int32 and time grids / sampler
+ *    states float64, also in backend memory: allocate them with
+ *    ns_backend_alloc_i32 / _f64 and fill them with `write` (a bit copy).
+ *  - Ops are asynchronous on CUDA; `read`/`sync`/`read_wait` wait.
+ *  - No op reads host memory or synchronises: positions, token indices and
+ *    the CFG schedule come from device-resident counters (`start`, `token`
+ *    arguments: int32 pointers into backend memory), so the op sequence of
+ *    one image token is the same as the next one's (docs/architecture.md,
+ *    "The per-token loop") and can be captured once as a CUDA graph.
  *  - Shapes are explicit ints; nothing is validated beyond g_return_if_fail:
  *    model code validates at load time.
  */
@@ -30,6 +38,50 @@ typedef struct {
 } NsMat;
 
 typedef struct NsBackend NsBackend;
+typedef struct NsGraph NsGraph;
+
+/* The classifier-free guidance of one request (model doc §8): with the
+ * linear schedule the scales fall from cfg to 1 over the image tokens,
+ * cfg_t = 1 + (cfg − 1)·(ntok − token)/ntok (the official operation order). */
+typedef struct {
+  double cfg, cfg_img;
+  gboolean linear;
+  int ntok;
+} NsCfgParams;
+
+#ifdef __CUDACC__
+#  define NS_HOST_DEVICE static inline __host__ __device__
+#else
+#  define NS_HOST_DEVICE static inline
+#endif
+
+/* The guidance scales (s, s_img) of image token `token`. */
+NS_HOST_DEVICE void
+ns_cfg_scales (const NsCfgParams *cfg, int token, double *s, double *s_img)
+{
+  *s = cfg->cfg;
+  *s_img = cfg->cfg_img;
+  if (cfg->linear)
+    {
+      *s = 1.0 + (cfg->cfg - 1.0) * (cfg->ntok - token) / cfg->ntok;
+      *s_img = 1.0 + (cfg->cfg_img - 1.0) * (cfg->ntok - token) / cfg->ntok;
+    }
+}
+
+/* One update of a token's sampler state (engine/model/sampler.c says which
+ * sampler issues which): */
+typedef enum {
+  NS_STEP_INIT,   /* state = ε (draw 0) */
+  NS_STEP_SDE,    /* state += drift·dt + sqrt(2(1 − t))·sqrt(dt)·ε, drift = v + (1 − t)·score,
+                     score = (t·v − state) / ((1 − t)² + t(1 − t)) */
+  NS_STEP_ODE,    /* state = (state − v t)(1 − t_next) + (state + v (1 − t)) t_next */
+  NS_STEP_EULER,  /* state += dt·v */
+} NsStepKind;
+
+typedef struct {
+  NsStepKind kind;
+  double t, t_next, dt;
+} NsSamplerStep;
 
 typedef struct {
   const char *name;                                  /* "cpu", "cuda" */
@@ -49,7 +101,7 @@ typedef struct {
   void   (*release) (NsBackend *b, NsMat *m);
   gboolean (*sync) (NsBackend *b, GError **error);
 
-  /* out[i, :] = table[ids[i], :]; ids are host memory. */
+  /* out[i, :] = table[ids[i], :]; ids are int32 backend memory. */
   void (*embedding) (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n);
 
   /* y[r, o] = sum_i x[r, i] · W[o, i] + bias[o] (+ y[r, o] when accumulate).
@@ -76,28 +128,62 @@ typedef struct {
   /* y = a + b elementwise (y may alias a or b). */
   void (*add) (NsBackend *b, float *y, const float *a, const float *c, size_t n);
 
-  /* Rotary embedding in place on x [rows, heads, head_dim] (HF rotate_half:
-   * pairs (i, i + head_dim/2)), angle = positions[r] · theta^(-2i/head_dim),
-   * cos/sin computed in double. positions are host memory. */
-  void (*rope) (NsBackend *b, float *x, const int32_t *positions, int rows, int heads,
+  /* Rotary embedding in place on x [batch, n, heads, head_dim] (HF
+   * rotate_half: pairs (i, i + head_dim/2)); row (s, i) sits at position
+   * *start + i, angle = position · theta^(-2i/head_dim), cos/sin in double.
+   * `start` is int32 backend memory. */
+  void (*rope) (NsBackend *b, float *x, const int32_t *start, int batch, int n, int heads,
                 int head_dim, double theta);
 
   /* Writes k/v of `n` new positions for each of `batch` sequences into the
-   * caches at positions [start, start + n). src: [batch, n, kv_heads, head_dim].
-   * cache: [batch, kv_heads, capacity, head_dim]. */
-  void (*kv_store) (NsBackend *b, float *cache, const float *src, int batch, int n, int start,
-                    int kv_heads, int head_dim, int capacity);
+   * caches at positions [*start, *start + n). src: [batch, n, kv_heads,
+   * head_dim]. cache: [batch, kv_heads, capacity, head_dim]. */
+  void (*kv_store) (NsBackend *b, float *cache, const float *src, int batch, int n,
+                    const int32_t *start, int kv_heads, int head_dim, int capacity);
 
   /* Causal GQA attention of `n` new queries per sequence over the cache.
    * q: [batch, n, heads, head_dim]; out likewise. Query i of sequence s sits
-   * at cache position start + i and sees keys 0..start+i whose
+   * at cache position *start + i and sees keys 0..*start+i whose
    * key_valid[s · capacity + pos] is non-zero (backend memory, 1/0 floats).
    * A query that sees no valid key gets a uniform average over its causal
    * keys (what the reference does with a finite mask value). Scale
-   * 1/sqrt(head_dim). */
+   * 1/sqrt(head_dim). *start + n ≤ capacity. */
   void (*attention) (NsBackend *b, float *out, const float *q, const float *k_cache,
-                     const float *v_cache, const float *key_valid, int batch, int n, int start,
-                     int heads, int kv_heads, int head_dim, int capacity);
+                     const float *v_cache, const float *key_valid, int batch, int n,
+                     const int32_t *start, int heads, int kv_heads, int head_dim, int capacity);
+
+  /* ---- the per-token counters and the sampler (engine/model/sampler.c) -- */
+
+  /* counter[i] += delta for i < n (int32 backend memory). */
+  void (*counter_add) (NsBackend *b, int32_t *counter, int n, int32_t delta);
+  /* y[r, :] = x[r, :] + table[rows_of[*token], :] for r < rows (gen_pos_embed
+   * of the current image token); y may alias x. */
+  void (*add_indexed_row) (NsBackend *b, float *y, const float *x, const float *table,
+                           const int32_t *rows_of, const int32_t *token, int rows, int dim);
+  /* out[i, :] = [cos(t_i f_k) ‖ sin(t_i f_k)], f_k = exp(−ln(10000)·k/half),
+   * half = n_features/2, in double (the FM head's time embedding input). */
+  void (*time_features) (NsBackend *b, float *out, const double *t, int n, int n_features);
+  /* out [n_images, dim] = Gaussian draw `draw` of image token *token: from
+   * Philox (seed; engine/philox.h gives the exact mapping) when `table` is
+   * NULL, else table[*token, draw, :, :] of injected draws
+   * [ntok, draws, n_images, dim] (backend memory). dim is even. */
+  void (*noise) (NsBackend *b, float *out, int n_images, int dim, guint64 seed,
+                 const float *table, int draws, const int32_t *token, int draw);
+  /* v [block] = the CFG combination of the head rows v_rows [cfg_mult, block]
+   * at image token *token: 1 row: c; 2: u + s(c − u); 3: u2 + s_img(u1 − u2)
+   * + s(c − u1), in double (s, s_img from NsCfgParams). */
+  void (*cfg_combine) (NsBackend *b, float *v, const float *v_rows, int cfg_mult, size_t block,
+                       const NsCfgParams *cfg, const int32_t *token);
+  /* Updates the float64 sampler state [block] by `step` with the combined
+   * velocity v and the draw eps (either unused where the kind needs none),
+   * then writes (float) state into each of the `copies` head-input blocks
+   * x_rows [copies, block]. */
+  void (*sampler_step) (NsBackend *b, double *state, float *x_rows, const float *v,
+                        const float *eps, size_t block, int copies, const NsSamplerStep *step);
+  /* tok [n, dim] = (float) state, then (use_norm) a LayerNorm without affine
+   * (eps 1e-6, in double) of each row. */
+  void (*sampler_finish) (NsBackend *b, float *tok, const double *state, int n, int dim,
+                          gboolean use_norm);
 
   /* 2-D convolution of one image, NCHW without N. x: [ci, h, w];
    * y: [co, oh, ow] with oh = (h + pad_t + pad_b - k) / stride + 1 (likewise ow).
@@ -125,6 +211,25 @@ typedef struct {
    * q is I8 or F8_E4M3 [rows, cols], scale its F32 [rows] per-row scales. */
   gboolean (*upload_quantized) (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
                                 NsMat *out, GError **error);
+
+  /* ---- a request's fixed costs and the one read per token ---------------- */
+
+  /* Called once per request before its first op, with the most rows any
+   * linear will get: the backend sizes its workspaces so that no later op
+   * allocates (which would also break graph capture). */
+  gboolean (*reserve) (NsBackend *b, int max_rows, GError **error);
+  /* backend → host without waiting: dst holds the data after `read_wait`
+   * (which waits for the reads issued so far, not for later ops). */
+  void     (*read_async) (NsBackend *b, float *dst, const float *src, size_t n);
+  gboolean (*read_wait) (NsBackend *b, GError **error);
+
+  /* Graphs: NULL where ops run at once (CPU). Between graph_begin and
+   * graph_end ops are recorded, not run; graph_launch replays them with the
+   * same arguments (counters in backend memory are what changes). */
+  gboolean (*graph_begin) (NsBackend *b, GError **error);
+  NsGraph *(*graph_end) (NsBackend *b, GError **error);
+  void     (*graph_launch) (NsBackend *b, NsGraph *graph);
+  void     (*graph_free) (NsBackend *b, NsGraph *graph);
 } NsBackendOps;
 
 struct NsBackend {
@@ -138,6 +243,38 @@ struct NsBackend {
 };
 
 #define NS_QUANT_MIN_ELEMENTS (1 << 20)
+
+/* int32 and float64 arrays in backend memory (alloc counts 4-byte floats). */
+static inline int32_t *
+ns_backend_alloc_i32 (NsBackend *b, size_t n, GError **error)
+{
+  return (int32_t *) b->ops->alloc (b, n, error);
+}
+
+static inline double *
+ns_backend_alloc_f64 (NsBackend *b, size_t n, GError **error)
+{
+  return (double *) b->ops->alloc (b, 2 * n, error);
+}
+
+static inline void
+ns_backend_write_i32 (NsBackend *b, int32_t *dst, const int32_t *src, size_t n)
+{
+  b->ops->write (b, (float *) dst, (const float *) src, n);
+}
+
+static inline void
+ns_backend_write_f64 (NsBackend *b, double *dst, const double *src, size_t n)
+{
+  b->ops->write (b, (float *) dst, (const float *) src, 2 * n);
+}
+
+static inline void
+ns_backend_free_any (NsBackend *b, void *p)
+{
+  if (p != NULL)
+    b->ops->free (b, (float *) p);
+}
 
 /* Sets how later uploads store weights (see NsBackend). */
 static inline void

@@ -80,6 +80,12 @@ typedef void (*NsTokenFunc) (int image, int token, int n_tokens, gpointer user_d
 typedef void (*NsPreviewFunc) (int image, const guint8 *rgba, int width, int height,
                                int tokens_done, gboolean vae_decoded, gpointer user_data);
 
+/* The stages of a run, for progress: each is reported when it starts
+ * (done = 0) and when it ends (done = total); TOKENS also after every token
+ * (done = tokens of every image so far, total = n_images · ntok). */
+typedef enum { NS_STAGE_ENCODE, NS_STAGE_PREFILL, NS_STAGE_TOKENS, NS_STAGE_DECODE } NsStage;
+typedef void (*NsStageFunc) (NsStage stage, int done, int total, gpointer user_data);
+
 typedef struct {
   NsMode mode;
   const char *prompt;             /* caption (generate) or instruction (edit) */
@@ -98,8 +104,11 @@ typedef struct {
   NsImage input;                  /* edit input (rgba NULL for generate) */
   const char *noise_file;         /* test hook: take the draws from a golden run's `noise` */
   int preview_every;              /* VAE preview decode every N token rows (0 = never) */
+  gboolean timings;               /* split each token's time into backbone and head
+                                   * (waits for the backend twice per token) */
   NsTokenFunc on_token;
   NsPreviewFunc on_preview;
+  NsStageFunc on_stage;
   gpointer user_data;
   GCancellable *cancellable;
 } NsRequest;
@@ -108,6 +117,12 @@ void ns_request_init (NsRequest *request);   /* all defaults */
 /* Fills every "default" field with the values for this model's kind
  * (model doc §9) and validates the rest. */
 gboolean ns_request_resolve (const NsModel *model, NsRequest *request, GError **error);
+
+/* Wall-clock milliseconds of a run's stages. backbone_ms and head_ms sum
+ * over the image tokens and are measured only with NsRequest.timings. */
+typedef struct {
+  double encode_ms, prefill_ms, tokens_ms, backbone_ms, head_ms, vae_ms, total_ms;
+} NsRunTimings;
 
 typedef struct {
   int n_images;
@@ -119,6 +134,7 @@ typedef struct {
   float *decoded;                 /* [n, 3, H, W] */
   int ntok, token_dim, latent_channels;
   guint64 seed;                   /* the seed really used */
+  NsRunTimings timings;
 } NsResult;
 
 NsResult *ns_model_run (NsModel *model, const NsRequest *request, GError **error);

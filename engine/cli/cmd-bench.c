@@ -1,10 +1,15 @@
-/* cmd-bench.c — `nextstep bench`: the speed of one backend on synthetic
- * full-size NextStep-1 weights (real shapes; bf16 as published, or int8/fp8
- * quantized at upload as a model load does), against this machine's
- * measured memory bandwidth. Decode and the FM head stream every weight once
- * per step, so bytes / time over the bandwidth says how close a backend is
- * to the floor; from the per-token times it estimates whole images.
- * `nextstep bench tokenizer …` benchmarks the tokenizer. */
+/* cmd-bench.c — `nextstep bench`: the speed of the real per-token code
+ * (engine/model/token-loop.c: the transformer decode step and the
+ * flow-matching head's sampling loop with CFG) on a synthetic full-size
+ * model: the tensor list the loader checks (engine/model/arch.c) at the
+ * published NextStep-1.1 shapes, random bf16 held in memory (every tensor
+ * views one random buffer: the CPU backend streams it as it would a mapped
+ * checkpoint; a device backend copies it), int8/fp8 quantized at upload as
+ * a model load does. It reports per token the time, the bytes streamed
+ * and their share of the measured read bandwidth, and (through
+ * model/op-trace.c) the ops issued and host waits, then estimates whole
+ * images. `nextstep generate --timings` prints the same per-token figures
+ * for a real run. `nextstep bench tokenizer …` benchmarks the tokenizer. */
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,55 +19,38 @@
 #include "commands.h"
 #include "files/config.h"
 #include "files/torch-checkpoint.h"
+#include "model/arch.h"
+#include "model/op-trace.h"
+#include "model/pipeline-private.h"
 #include "model/vae.h"
 #ifdef _OPENMP
 #  include <omp.h>
 #endif
 
-/* The real shapes (docs/nextstep-model.md §4, §7). */
-#define HIDDEN 5120
-#define HEADS 40
-#define KV_HEADS 8
-#define HEAD_DIM 128
-#define MLP 13824
-#define FM_DIM 1536
-#define FM_BLOCKS 12
-#define FM_TOKEN 64
-#define FM_TIME_FEATURES 256
-#define ROWS 2                  /* CFG: cond + uncond */
-#define KV_POSITIONS 300        /* prompt + image tokens already cached */
 #define BANDWIDTH_FLOATS (64u << 20)   /* 256 MiB per array: far past any cache */
 #define BANDWIDTH_REPEATS 5
-#define ALL_LAYERS 48
-#define DEFAULT_STEPS 28        /* NextStep-1.1 sampling steps per token */
-#define LARGEST_WEIGHT ((size_t) MLP * HIDDEN)
-#define DEVICE_RESERVE (3ull << 30)   /* left free on the GPU: FM head, scratch, cuBLAS */
+#define ROWS 2                  /* CFG: cond + uncond, one image */
 
 typedef struct {
-  NsBackend *b;
-  /* One random source for every weight of a device backend, which copies on
-   * upload: 141 MB of host memory instead of the 28 GB of the model. */
-  uint16_t *shared_source;
-  GPtrArray *host;        /* host weight bytes (the CPU backend points into them) */
-  GPtrArray *buffers;     /* backend buffers to free */
-  GPtrArray *mats;        /* uploaded weights (NsMat *) to release */
-  guint64 seed;
-} Bench;
+  const char *backend;
+  NsWeightFormat weights;
+  int kv, steps, layers, tokens, threads;
+  gboolean json;
+  const char *vae_dir;
+} Options;
 
 typedef struct {
-  NsMat in_norm, post_norm, q, q_bias, k, k_bias, v, v_bias, o, gate, up, down;
-  float *k_cache, *v_cache;
-} Layer;
-
-typedef struct {
-  NsMat ln_w, ln_b, ada, ada_b, mlp0, mlp0_b, mlp2, mlp2_b;
-} FmBlock;
-
-typedef struct {
-  NsMat input, input_b, time0, time0_b, time2, time2_b, cond, cond_b;
-  FmBlock blocks[FM_BLOCKS];
-  NsMat final_ada, final_ada_b, final_out, final_out_b;
-} FmHead;
+  const char *weights;
+  int layers, all_layers, steps, kv, tokens, threads;
+  double read_gbs, copy_gbs, floor_gbs;
+  double token_ms, backbone_ms, head_ms;        /* per token, layers measured */
+  double token_bytes;
+  double ops, reads, writes, syncs;             /* per token */
+  double full_token_ms;                         /* scaled to every layer */
+  double e2e_256_s, e2e_512_s;
+  double vae_256_ms, vae_512_ms;                /* 0 without --vae */
+  double peak_gb;                               /* < 0 when not tracked */
+} Result;
 
 /* xorshift64*: fast enough to fill gigabytes, one stream per chunk. */
 static guint64
@@ -91,192 +79,7 @@ fill_bf16 (uint16_t *w, size_t n, guint64 seed)
     }
 }
 
-static gboolean
-weight (Bench *bench, int rows, int cols, NsMat *out, GError **error)
-{
-  size_t n = (size_t) rows * cols;
-  uint16_t *data = bench->shared_source;
-  if (data == NULL)
-    {
-      if ((data = g_try_malloc (n * sizeof (uint16_t))) == NULL)
-        {
-          g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
-                       "no memory for a synthetic %d × %d weight; try fewer --layers", rows, cols);
-          return FALSE;
-        }
-      g_ptr_array_add (bench->host, data);
-      fill_bf16 (data, n, bench->seed++);
-    }
-  g_ptr_array_add (bench->mats, out);
-  NsTensorView view = { .name = (char *) "synthetic", .dtype = NS_DTYPE_BF16, .n_dims = 2,
-                        .shape = { rows, cols }, .data = data, .n_bytes = n * sizeof (uint16_t),
-                        .file = "(bench)" };
-  return bench->b->ops->upload (bench->b, &view, out, error);
-}
 
-/* A backend buffer of n floats, random in [-1, 1]. */
-static float *
-buffer (Bench *bench, size_t n, GError **error)
-{
-  float *p = bench->b->ops->alloc (bench->b, n, error);
-  if (p == NULL)
-    return NULL;
-  g_ptr_array_add (bench->buffers, p);
-  g_autofree float *host = g_new (float, n);
-  for (size_t i = 0; i < n; i++)
-    host[i] = (float) (next_random (&bench->seed) >> 40) / (1 << 23) - 1.0f;
-  bench->b->ops->write (bench->b, p, host, n);
-  return p;
-}
-
-static gboolean
-make_layer (Bench *bench, Layer *l, int capacity, GError **error)
-{
-  size_t cache = (size_t) ROWS * KV_HEADS * capacity * HEAD_DIM;
-  return weight (bench, 1, HIDDEN, &l->in_norm, error)
-         && weight (bench, 1, HIDDEN, &l->post_norm, error)
-         && weight (bench, HEADS * HEAD_DIM, HIDDEN, &l->q, error)
-         && weight (bench, 1, HEADS * HEAD_DIM, &l->q_bias, error)
-         && weight (bench, KV_HEADS * HEAD_DIM, HIDDEN, &l->k, error)
-         && weight (bench, 1, KV_HEADS * HEAD_DIM, &l->k_bias, error)
-         && weight (bench, KV_HEADS * HEAD_DIM, HIDDEN, &l->v, error)
-         && weight (bench, 1, KV_HEADS * HEAD_DIM, &l->v_bias, error)
-         && weight (bench, HIDDEN, HEADS * HEAD_DIM, &l->o, error)
-         && weight (bench, MLP, HIDDEN, &l->gate, error)
-         && weight (bench, MLP, HIDDEN, &l->up, error)
-         && weight (bench, HIDDEN, MLP, &l->down, error)
-         && (l->k_cache = buffer (bench, cache, error)) != NULL
-         && (l->v_cache = buffer (bench, cache, error)) != NULL;
-}
-
-static gboolean
-make_fm_block (Bench *bench, FmBlock *f, GError **error)
-{
-  return weight (bench, 1, FM_DIM, &f->ln_w, error) && weight (bench, 1, FM_DIM, &f->ln_b, error)
-         && weight (bench, 3 * FM_DIM, FM_DIM, &f->ada, error)
-         && weight (bench, 1, 3 * FM_DIM, &f->ada_b, error)
-         && weight (bench, FM_DIM, FM_DIM, &f->mlp0, error)
-         && weight (bench, 1, FM_DIM, &f->mlp0_b, error)
-         && weight (bench, FM_DIM, FM_DIM, &f->mlp2, error)
-         && weight (bench, 1, FM_DIM, &f->mlp2_b, error);
-}
-
-static gboolean
-make_fm_head (Bench *bench, FmHead *h, GError **error)
-{
-  for (int i = 0; i < FM_BLOCKS; i++)
-    if (!make_fm_block (bench, &h->blocks[i], error))
-      return FALSE;
-  return weight (bench, FM_DIM, FM_TOKEN, &h->input, error)
-         && weight (bench, 1, FM_DIM, &h->input_b, error)
-         && weight (bench, FM_DIM, FM_TIME_FEATURES, &h->time0, error)
-         && weight (bench, 1, FM_DIM, &h->time0_b, error)
-         && weight (bench, FM_DIM, FM_DIM, &h->time2, error)
-         && weight (bench, 1, FM_DIM, &h->time2_b, error)
-         && weight (bench, FM_DIM, HIDDEN, &h->cond, error)
-         && weight (bench, 1, FM_DIM, &h->cond_b, error)
-         && weight (bench, 2 * FM_DIM, FM_DIM, &h->final_ada, error)
-         && weight (bench, 1, 2 * FM_DIM, &h->final_ada_b, error)
-         && weight (bench, FM_TOKEN, FM_DIM, &h->final_out, error)
-         && weight (bench, 1, FM_TOKEN, &h->final_out_b, error);
-}
-
-static double
-mat_bytes (const NsMat *m)
-{
-  return (double) m->rows * m->cols * ns_dtype_size (m->dtype);
-}
-
-/* Scratch activations of one decode step (ROWS rows each). */
-typedef struct {
-  float *x, *n, *q, *k, *v, *attn, *gate, *up, *valid;
-} DecodeScratch;
-
-/* One transformer layer on ROWS new tokens at cache position pos, as the
- * model runs it: pre-norm attention and SwiGLU MLP, both residual. */
-static void
-decode_layer (NsBackend *b, const Layer *l, const DecodeScratch *s, int pos, int capacity)
-{
-  const NsBackendOps *ops = b->ops;
-  int32_t positions[ROWS];
-  for (int r = 0; r < ROWS; r++)
-    positions[r] = pos;
-  ops->rmsnorm (b, s->n, s->x, &l->in_norm, ROWS, HIDDEN, 1e-5f);
-  ops->linear (b, s->q, s->n, &l->q, &l->q_bias, ROWS, FALSE);
-  ops->linear (b, s->k, s->n, &l->k, &l->k_bias, ROWS, FALSE);
-  ops->linear (b, s->v, s->n, &l->v, &l->v_bias, ROWS, FALSE);
-  ops->rope (b, s->q, positions, ROWS, HEADS, HEAD_DIM, 1e6);
-  ops->rope (b, s->k, positions, ROWS, KV_HEADS, HEAD_DIM, 1e6);
-  ops->kv_store (b, l->k_cache, s->k, ROWS, 1, pos, KV_HEADS, HEAD_DIM, capacity);
-  ops->kv_store (b, l->v_cache, s->v, ROWS, 1, pos, KV_HEADS, HEAD_DIM, capacity);
-  ops->attention (b, s->attn, s->q, l->k_cache, l->v_cache, s->valid, ROWS, 1, pos, HEADS,
-                  KV_HEADS, HEAD_DIM, capacity);
-  ops->linear (b, s->x, s->attn, &l->o, NULL, ROWS, TRUE);
-  ops->rmsnorm (b, s->n, s->x, &l->post_norm, ROWS, HIDDEN, 1e-5f);
-  ops->linear (b, s->gate, s->n, &l->gate, NULL, ROWS, FALSE);
-  ops->linear (b, s->up, s->n, &l->up, NULL, ROWS, FALSE);
-  ops->silu_mul (b, s->gate, s->gate, s->up, (size_t) ROWS * MLP);
-  ops->linear (b, s->x, s->gate, &l->down, NULL, ROWS, TRUE);
-}
-
-static double
-layer_weight_bytes (const Layer *l)
-{
-  const NsMat *all[] = { &l->in_norm, &l->post_norm, &l->q, &l->q_bias, &l->k, &l->k_bias,
-                         &l->v, &l->v_bias, &l->o, &l->gate, &l->up, &l->down };
-  double bytes = 0;
-  for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
-    bytes += mat_bytes (all[i]);
-  return bytes;
-}
-
-/* Scratch of one FM-head step: token x, condition y, adaLN rows, MLP. */
-typedef struct {
-  float *x, *y, *ys, *temb, *tfeat, *ada, *u, *h, *m, *out;
-} FmScratch;
-
-/* One sampling step of the head for ROWS rows. The condition embedding
- * runs once per token, not per step, so `cond` comes in precomputed. */
-static void
-fm_step (NsBackend *b, const FmHead *f, const FmScratch *s, const float *cond)
-{
-  const NsBackendOps *ops = b->ops;
-  ops->linear (b, s->temb, s->tfeat, &f->time0, &f->time0_b, ROWS, FALSE);
-  ops->silu (b, s->temb, s->temb, (size_t) ROWS * FM_DIM);
-  ops->linear (b, s->y, s->temb, &f->time2, &f->time2_b, ROWS, FALSE);
-  ops->add (b, s->y, s->y, cond, (size_t) ROWS * FM_DIM);
-  ops->silu (b, s->ys, s->y, (size_t) ROWS * FM_DIM);
-  ops->linear (b, s->h, s->x, &f->input, &f->input_b, ROWS, FALSE);
-  for (int i = 0; i < FM_BLOCKS; i++)
-    {
-      const FmBlock *blk = &f->blocks[i];
-      ops->linear (b, s->ada, s->ys, &blk->ada, &blk->ada_b, ROWS, FALSE);
-      ops->layernorm (b, s->u, s->h, &blk->ln_w, &blk->ln_b, ROWS, FM_DIM, 1e-6f);
-      ops->modulate (b, s->u, s->u, s->ada, s->ada + FM_DIM, ROWS, FM_DIM, 3 * FM_DIM);
-      ops->linear (b, s->m, s->u, &blk->mlp0, &blk->mlp0_b, ROWS, FALSE);
-      ops->silu (b, s->m, s->m, (size_t) ROWS * FM_DIM);
-      ops->linear (b, s->u, s->m, &blk->mlp2, &blk->mlp2_b, ROWS, FALSE);
-      ops->gated_add (b, s->h, s->ada + 2 * FM_DIM, s->u, ROWS, FM_DIM, 3 * FM_DIM);
-    }
-  ops->linear (b, s->ada, s->ys, &f->final_ada, &f->final_ada_b, ROWS, FALSE);
-  ops->layernorm (b, s->u, s->h, NULL, NULL, ROWS, FM_DIM, 1e-6f);
-  ops->modulate (b, s->u, s->u, s->ada, s->ada + FM_DIM, ROWS, FM_DIM, 2 * FM_DIM);
-  ops->linear (b, s->out, s->u, &f->final_out, &f->final_out_b, ROWS, FALSE);
-}
-
-static double
-fm_step_bytes (const FmHead *f)
-{
-  double bytes = mat_bytes (&f->time0) + mat_bytes (&f->time2) + mat_bytes (&f->input)
-                 + mat_bytes (&f->final_ada) + mat_bytes (&f->final_out);
-  for (int i = 0; i < FM_BLOCKS; i++)
-    bytes += mat_bytes (&f->blocks[i].ada) + mat_bytes (&f->blocks[i].mlp0)
-             + mat_bytes (&f->blocks[i].mlp2);
-  return bytes;
-}
-
-/* Wall-clock and process CPU time. With one thread on a shared machine, CPU
- * time is what the work itself took; wall time includes waiting for a core. */
 typedef struct {
   double wall, cpu;       /* seconds */
 } Stamp;
@@ -296,9 +99,9 @@ stamp_since (Stamp t0)
   return (Stamp) { t1.wall - t0.wall, t1.cpu - t0.cpu };
 }
 
-/* Bandwidth in GB/s; read_cpu counts CPU time instead of wall time. */
+/* Bandwidth in GB/s. */
 typedef struct {
-  double read, copy, read_cpu;
+  double read, copy;
 } Bandwidth;
 
 /* STREAM-like host bandwidth: best of several multi-threaded passes. read =
@@ -333,7 +136,6 @@ host_bandwidth (int threads, Bandwidth *bw)
       Stamp copy = stamp_since (t0);
       sink += s0 + s1 + s2 + s3 + c[rep];
       bw->read = MAX (bw->read, words * 8.0 / read.wall / 1e9);
-      bw->read_cpu = MAX (bw->read_cpu, words * 8.0 / read.cpu / 1e9);
       bw->copy = MAX (bw->copy, words * 16.0 / copy.wall / 1e9);
     }
   /* Keeps the read loop from being optimised away. */
@@ -345,9 +147,8 @@ host_bandwidth (int threads, Bandwidth *bw)
 
 /* Device bandwidth through the backend's own copy (read + write counted). */
 static gboolean
-device_bandwidth (Bench *bench, double *copy_gbs, GError **error)
+device_bandwidth (NsBackend *b, double *copy_gbs, GError **error)
 {
-  NsBackend *b = bench->b;
   float *a = b->ops->alloc (b, BANDWIDTH_FLOATS, error);
   float *c = a ? b->ops->alloc (b, BANDWIDTH_FLOATS, error) : NULL;
   gboolean ok = c != NULL && b->ops->sync (b, error);
@@ -359,10 +160,8 @@ device_bandwidth (Bench *bench, double *copy_gbs, GError **error)
       ok = b->ops->sync (b, error);
       *copy_gbs = MAX (*copy_gbs, BANDWIDTH_FLOATS * 8.0 / stamp_since (t0).wall / 1e9);
     }
-  if (a)
-    b->ops->free (b, a);
-  if (c)
-    b->ops->free (b, c);
+  ns_backend_free_any (b, a);
+  ns_backend_free_any (b, c);
   return ok;
 }
 
@@ -399,180 +198,217 @@ open_backend (const char *name, int threads, GError **error)
   return NULL;
 }
 
-typedef struct {
-  double best_ms, mean_ms, best_cpu_ms;
-} Timing;
+/* ---- the synthetic model ----------------------------------------------------- */
 
-/* Times `steps` calls of step (ctx, i), each followed by a sync. */
-static gboolean
-time_steps (NsBackend *b, int steps, void (*step) (gpointer, int), gpointer ctx, Timing *t,
-            GError **error)
+typedef struct {
+  NsBackend *inner, *b;     /* b counts what passes (model/op-trace.c) */
+  NsModelConfig cfg;
+  NsTensorStore *store;
+  NsTransformer *tr;
+  NsFmHead *head;
+  NsKvCache *kv;
+  double per_token_bytes, per_step_bytes;
+} Bench;
+
+/* Bytes a weight streams as uploaded (quantized: codes + row scales). */
+static double
+upload_bytes (const NsBackend *b, const NsTensorView *t)
 {
-  *t = (Timing) { G_MAXDOUBLE, 0, G_MAXDOUBLE };
-  for (int i = 0; i < steps; i++)
+  NsDType dt = ns_backend_upload_dtype (b, t);
+  double bytes = (double) ns_tensor_n_elements (t) * ns_dtype_size (dt);
+  if (dt != t->dtype)
+    bytes += (double) t->shape[0] * sizeof (float);
+  return bytes;
+}
+
+/* How often a token reads tensor `name`: once (backbone, projectors, the
+ * head's condition and adaLN products), every step (the head's x path), or
+ * never (embeddings, lm_head, the time embedding: once per request). */
+static int
+reads_per_token (const char *name, int steps)
+{
+  if (g_str_has_prefix (name, "embed_tokens") || g_str_has_prefix (name, "lm_head")
+      || strstr (name, "time_embed") != NULL)
+    return 0;
+  if (!g_str_has_prefix (name, "image_head.") || strstr (name, "adaLN_modulation") != NULL
+      || strstr (name, "cond_embed") != NULL)
+    return 1;
+  return steps;
+}
+
+/* Every tensor of the checkpoint layout, viewing one random bf16 buffer as
+ * large as the largest. */
+static gboolean
+make_store (Bench *bench, int steps, GError **error)
+{
+  g_autoptr (GArray) expected = ns_arch_expected_tensors (&bench->cfg);
+  size_t largest = 0;
+  for (guint i = 0; i < expected->len; i++)
     {
-      Stamp t0 = stamp_now ();
-      step (ctx, i);
-      if (!b->ops->sync (b, error))
+      const NsArchTensor *a = &g_array_index (expected, NsArchTensor, i);
+      size_t n = 1;
+      for (int d = 0; d < a->n_dims; d++)
+        n *= (size_t) a->shape[d];
+      largest = MAX (largest, n);
+    }
+  uint16_t *source = g_try_malloc (largest * sizeof (uint16_t));
+  if (source == NULL)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
+                   "no memory for %.1f GB of synthetic weights", largest * 2 / 1e9);
+      return FALSE;
+    }
+  fill_bf16 (source, largest, 0x5eed);
+  bench->store = ns_tensor_store_new ();
+  ns_tensor_store_keep (bench->store, source, g_free);
+  for (guint i = 0; i < expected->len; i++)
+    {
+      const NsArchTensor *a = &g_array_index (expected, NsArchTensor, i);
+      NsTensorView v = { .name = a->name, .dtype = NS_DTYPE_BF16, .n_dims = a->n_dims,
+                         .data = source, .file = "(synthetic)" };
+      v.n_bytes = sizeof (uint16_t);
+      for (int d = 0; d < a->n_dims; d++)
+        {
+          v.shape[d] = a->shape[d];
+          v.n_bytes *= (size_t) a->shape[d];
+        }
+      if (!ns_tensor_store_add (bench->store, &v, error))
         return FALSE;
-      Stamp took = stamp_since (t0);
-      t->best_ms = MIN (t->best_ms, took.wall * 1e3);
-      t->best_cpu_ms = MIN (t->best_cpu_ms, took.cpu * 1e3);
-      t->mean_ms += took.wall * 1e3 / steps;
+      int reads = reads_per_token (a->name, steps);
+      double bytes = upload_bytes (bench->b, &v);
+      if (reads == 1)
+        bench->per_token_bytes += bytes;
+      else if (reads > 1)
+        bench->per_step_bytes += bytes;
     }
   return TRUE;
 }
 
-typedef struct {
-  NsBackend *b;
-  Layer *layers;
-  int n_layers, capacity;
-  DecodeScratch s;
-} DecodeRun;
-
-/* Step i decodes one token (all layers) at position KV_POSITIONS + i. */
-static void
-decode_token (gpointer ctx, int i)
-{
-  DecodeRun *run = ctx;
-  for (int l = 0; l < run->n_layers; l++)
-    decode_layer (run->b, &run->layers[l], &run->s, KV_POSITIONS + i, run->capacity);
-}
-
-typedef struct {
-  NsBackend *b;
-  FmHead *head;
-  FmScratch s;
-  float *cond;
-} FmRun;
-
-static void
-fm_run_step (gpointer ctx, int i)
-{
-  (void) i;
-  FmRun *run = ctx;
-  fm_step (run->b, run->head, &run->s, run->cond);
-}
-
-/* cpu_floor_gbs > 0 adds the same in CPU time (single-threaded runs). */
-static void
-report (const char *what, const Timing *t, double bytes, double floor_gbs, double cpu_floor_gbs)
-{
-  double gbs = bytes / (t->best_ms * 1e6);
-  printf ("%-18s %8.2f ms best, %8.2f ms mean; %6.1f MB streamed → %6.1f GB/s = %5.1f %% of "
-          "the bandwidth floor\n", what, t->best_ms, t->mean_ms, bytes / 1e6, gbs,
-          100.0 * gbs / floor_gbs);
-  if (cpu_floor_gbs > 0)
-    printf ("%-18s %8.2f ms CPU time → %6.1f GB/s = %5.1f %% of the CPU-time read bandwidth\n",
-            "", t->best_cpu_ms, bytes / (t->best_cpu_ms * 1e6),
-            100.0 * bytes / (t->best_cpu_ms * 1e6) / cpu_floor_gbs);
-}
-
 static gboolean
-make_scratch (Bench *bench, DecodeScratch *s, FmScratch *f, float **cond, int capacity,
-              GError **error)
+build (Bench *bench, const Options *o, int capacity, GError **error)
 {
-  return (s->x = buffer (bench, ROWS * HIDDEN, error))
-         && (s->n = buffer (bench, ROWS * HIDDEN, error))
-         && (s->q = buffer (bench, ROWS * HIDDEN, error))
-         && (s->k = buffer (bench, ROWS * KV_HEADS * HEAD_DIM, error))
-         && (s->v = buffer (bench, ROWS * KV_HEADS * HEAD_DIM, error))
-         && (s->attn = buffer (bench, ROWS * HIDDEN, error))
-         && (s->gate = buffer (bench, ROWS * MLP, error))
-         && (s->up = buffer (bench, ROWS * MLP, error))
-         && (s->valid = buffer (bench, (size_t) ROWS * capacity, error))
-         && (f->x = buffer (bench, ROWS * FM_TOKEN, error))
-         && (f->y = buffer (bench, ROWS * FM_DIM, error))
-         && (f->ys = buffer (bench, ROWS * FM_DIM, error))
-         && (f->temb = buffer (bench, ROWS * FM_DIM, error))
-         && (f->tfeat = buffer (bench, ROWS * FM_TIME_FEATURES, error))
-         && (f->ada = buffer (bench, ROWS * 3 * FM_DIM, error))
-         && (f->u = buffer (bench, ROWS * FM_DIM, error))
-         && (f->h = buffer (bench, ROWS * FM_DIM, error))
-         && (f->m = buffer (bench, ROWS * FM_DIM, error))
-         && (f->out = buffer (bench, ROWS * FM_TOKEN, error))
-         && (*cond = buffer (bench, ROWS * FM_DIM, error));
-}
-
-typedef struct {
-  const char *weights;
-  int layers, threads;
-  double copy_gbs, read_gbs, floor_gbs;
-  double layer_ms, layer_floor_pct, token_ms, fm_step_ms, fm_floor_pct, fm_token_ms;
-  double e2e_256_s, e2e_512_s, first_preview_256_ms, first_preview_512_ms;
-  double vae_256_ms, vae_512_ms;   /* 0 when no --vae was given */
-  double peak_gb;         /* < 0 when the backend does not track it */
-} BenchResult;
-
-/* Whole-image estimates at the default settings: every token runs one
- * decode step (all ALL_LAYERS layers) and DEFAULT_STEPS head steps, then
- * the VAE decodes (when measured); the first preview needs one row of
- * tokens. Prefill is not included. */
-static void
-estimate_images (BenchResult *r)
-{
-  r->token_ms = r->layer_ms * ALL_LAYERS;
-  r->fm_token_ms = r->fm_step_ms * DEFAULT_STEPS;
-  double per_token = r->token_ms + r->fm_token_ms;
-  r->e2e_256_s = (256 * per_token + r->vae_256_ms) / 1e3;
-  r->e2e_512_s = (1024 * per_token + r->vae_512_ms) / 1e3;
-  r->first_preview_256_ms = 16 * per_token;
-  r->first_preview_512_ms = 32 * per_token;
+  if (!ns_arch_full_size_config (&bench->cfg, error))
+    return FALSE;
+  bench->cfg.num_hidden_layers = o->layers;
+  return make_store (bench, o->steps, error)
+    && (bench->tr = ns_transformer_new (bench->b, bench->store, &bench->cfg, error))
+    && (bench->head = ns_fm_head_new (bench->b, bench->store, &bench->cfg, error))
+    && bench->b->ops->reserve (bench->b, ROWS * o->steps, error)
+    && (bench->kv = ns_kv_cache_new (bench->tr, ROWS, capacity, 1, error));
 }
 
 static void
-print_json (const BenchResult *r, const char *backend)
+bench_clear (Bench *bench)
 {
-  g_autoptr (JsonBuilder) jb = json_builder_new ();
-  json_builder_begin_object (jb);
-#define MEMBER_D(name, v) (json_builder_set_member_name (jb, name), json_builder_add_double_value (jb, v))
-  json_builder_set_member_name (jb, "backend");
-  json_builder_add_string_value (jb, backend);
-  json_builder_set_member_name (jb, "weights");
-  json_builder_add_string_value (jb, r->weights);
-  json_builder_set_member_name (jb, "layers_measured");
-  json_builder_add_int_value (jb, r->layers);
-  json_builder_set_member_name (jb, "steps");
-  json_builder_add_int_value (jb, DEFAULT_STEPS);
-  MEMBER_D ("copy_gbs", r->copy_gbs);
-  MEMBER_D ("floor_gbs", r->floor_gbs);
-  MEMBER_D ("transformer_ms_per_token", r->token_ms);
-  MEMBER_D ("transformer_floor_pct", r->layer_floor_pct);
-  MEMBER_D ("fm_head_ms_per_token", r->fm_token_ms);
-  MEMBER_D ("fm_head_floor_pct", r->fm_floor_pct);
-  MEMBER_D ("e2e_256_s", r->e2e_256_s);
-  MEMBER_D ("e2e_512_s", r->e2e_512_s);
-  MEMBER_D ("first_preview_256_ms", r->first_preview_256_ms);
-  MEMBER_D ("first_preview_512_ms", r->first_preview_512_ms);
-  if (r->vae_512_ms > 0)
+  ns_kv_cache_free (bench->kv);
+  ns_fm_head_free (bench->head);
+  ns_transformer_free (bench->tr);
+  ns_tensor_store_free (bench->store);
+  ns_model_config_clear (&bench->cfg);
+}
+
+/* ---- timing ---------------------------------------------------------------- */
+
+/* `tokens` image tokens through a token loop (each fed back), in ms;
+ * counts holds what they issued (the closing wait not included). */
+static gboolean
+time_tokens (Bench *bench, NsTokenLoop *loop, int first, int tokens, float *out, double *ms,
+             NsOpCounts *counts, GError **error)
+{
+  ns_op_trace_reset (bench->b);
+  Stamp t0 = stamp_now ();
+  for (int t = first; t < first + tokens; t++)
+    if (!ns_token_loop_step (loop, t, TRUE, out, error))
+      return FALSE;
+  *counts = *ns_op_trace_counts (bench->b);
+  if (!bench->b->ops->sync (bench->b, error))
+    return FALSE;
+  *ms = stamp_since (t0).wall * 1e3;
+  return TRUE;
+}
+
+static NsTokenLoop *
+new_loop (Bench *bench, const Options *o, int ntok, gboolean timings, GError **error)
+{
+  NsTokenLoopSpec spec = {
+    .n = 1, .cfg_mult = ROWS, .ntok = ntok, .dim = bench->cfg.latent_channels * 4,
+    .sampler = NS_SAMPLER_HF_SDE, .steps = o->steps, .shift = 1.0,
+    .cfg = { 7.5, 1.0, FALSE, ntok }, .seed = 1, .width_px = 16 * ntok,
+    .timings = timings,
+  };
+  return ns_token_loop_new (bench->b, bench->tr, bench->head, bench->kv, &spec, error);
+}
+
+/* Per-token time, counts and (in a second pass with waits between the two)
+ * the backbone / head split. */
+static gboolean
+measure_tokens (Bench *bench, const Options *o, Result *r, GError **error)
+{
+  int ntok = 2 * o->tokens + 2;
+  g_autofree float *out = g_new (float, (size_t) ntok * bench->cfg.latent_channels * 4);
+  ns_kv_cache_skip (bench->kv, o->kv);
+  NsTokenLoop *plain = new_loop (bench, o, ntok, FALSE, error);
+  NsTokenLoop *split = plain ? new_loop (bench, o, ntok, TRUE, error) : NULL;
+  double ms = 0;
+  NsOpCounts c = { 0 };
+  /* the first token captures the graphs where the backend has them */
+  gboolean ok = split != NULL && time_tokens (bench, plain, 0, 1, out, &ms, &c, error)
+                && time_tokens (bench, plain, 1, o->tokens, out, &ms, &c, error);
+  r->token_ms = ms / o->tokens;
+  r->ops = (double) c.ops / o->tokens;
+  r->reads = (double) c.reads / o->tokens;
+  r->writes = (double) c.writes / o->tokens;
+  r->syncs = (double) c.syncs / o->tokens;
+  ok = ok && time_tokens (bench, split, 1 + o->tokens, o->tokens, out, &ms, &c, error);
+  if (ok)
     {
-      MEMBER_D ("vae_256_ms", r->vae_256_ms);
-      MEMBER_D ("vae_512_ms", r->vae_512_ms);
+      ns_token_loop_get_timings (split, &r->head_ms, &r->backbone_ms);
+      r->head_ms /= o->tokens;
+      r->backbone_ms /= o->tokens;
     }
-  if (r->peak_gb >= 0)
-    MEMBER_D ("peak_vram_gb", r->peak_gb);
-#undef MEMBER_D
-  json_builder_end_object (jb);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (jb);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
-  g_autofree char *text = json_generator_to_data (gen, NULL);
-  printf ("%s\n", text);
+  ns_token_loop_free (plain);
+  ns_token_loop_free (split);
+  return ok;
+}
+
+/* Bytes one token streams: weights read once, the head's x path every
+ * step, and the f32 KV cache (k and v of both rows) at the mean length. */
+static double
+token_bytes (const Bench *bench, const Options *o)
+{
+  const NsModelConfig *c = &bench->cfg;
+  double kv_len = o->kv + 1.0 + o->tokens;
+  double kv = 2.0 * ROWS * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * kv_len
+              * sizeof (float);
+  return bench->per_token_bytes + o->steps * bench->per_step_bytes + kv;
 }
 
 static void
-print_estimates (const BenchResult *r)
+measure_bandwidth (NsBackend *b, int threads, Result *r, GError **error, gboolean *ok)
 {
-  printf ("per token (%d layers, %d head steps): transformer %.2f ms, FM head %.2f ms\n",
-          ALL_LAYERS, DEFAULT_STEPS, r->token_ms, r->fm_token_ms);
-  if (r->vae_512_ms > 0)
-    printf ("VAE decode: 256² %.1f ms, 512² %.1f ms\n", r->vae_256_ms, r->vae_512_ms);
-  printf ("estimate without prefill%s: 256² %.1f s, 512² %.1f s; first preview after "
-          "%.0f ms (256²) / %.0f ms (512²)\n", r->vae_512_ms > 0 ? "" : " and VAE",
-          r->e2e_256_s, r->e2e_512_s, r->first_preview_256_ms, r->first_preview_512_ms);
-  if (r->peak_gb >= 0)
-    printf ("peak device memory: %.2f GB\n", r->peak_gb);
+  if (g_strcmp0 (b->ops->name, "cpu") == 0)
+    {
+      Bandwidth bw;
+      host_bandwidth (threads, &bw);
+      r->read_gbs = r->floor_gbs = bw.read;
+      r->copy_gbs = bw.copy;
+      return;
+    }
+  *ok = device_bandwidth (b, &r->copy_gbs, error);
+  r->floor_gbs = r->copy_gbs / 2;
+}
+
+/* Whole images at every layer: each token one decode step and the sampling
+ * loop (per-token time at this cache length), then the VAE when measured.
+ * Prefill is not included. */
+static void
+estimate_images (Result *r)
+{
+  r->full_token_ms = r->head_ms + r->backbone_ms * r->all_layers / r->layers;
+  if (r->head_ms + r->backbone_ms <= 0)
+    r->full_token_ms = r->token_ms * r->all_layers / r->layers;
+  r->e2e_256_s = (256 * r->full_token_ms + r->vae_256_ms) / 1e3;
+  r->e2e_512_s = (1024 * r->full_token_ms + r->vae_512_ms) / 1e3;
 }
 
 /* Best of two decodes of a random side × side latent, in ms. */
@@ -600,7 +436,7 @@ time_vae_decode (NsVae *vae, int side, double *ms, GError **error)
 /* VAE decode at 256² and 512² with the VAE of `dir` (config.json +
  * checkpoint.pt: the published one gives the real shapes). */
 static gboolean
-measure_vae (NsBackend *b, const char *dir, BenchResult *res, GError **error)
+measure_vae (NsBackend *b, const char *dir, Result *res, GError **error)
 {
   NsVaeConfig cfg;
   g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
@@ -615,114 +451,134 @@ measure_vae (NsBackend *b, const char *dir, BenchResult *res, GError **error)
   return ok;
 }
 
-/* Measures bandwidth, then times decode and FM steps (and the VAE when
- * `vae_dir` is set), and prints it all. */
-static gboolean
-measure (Bench *bench, DecodeRun *dr, FmRun *fr, int tokens, int threads, gboolean json,
-         const char *vae_dir, GError **error)
+/* ---- output -------------------------------------------------------------- */
+
+static void
+print_json (const Result *r, const char *backend)
 {
-  NsBackend *b = bench->b;
-  /* Every key valid (random floats are not 0/1). */
-  g_autofree float *ones = g_new (float, ROWS * dr->capacity);
-  for (int i = 0; i < ROWS * dr->capacity; i++)
-    ones[i] = 1.0f;
-  b->ops->write (b, dr->s.valid, ones, ROWS * dr->capacity);
-  /* The condition is embedded once per token, outside the timed steps. */
-  b->ops->linear (b, fr->cond, dr->s.x, &fr->head->cond, &fr->head->cond_b, ROWS, FALSE);
+  g_autoptr (JsonBuilder) jb = json_builder_new ();
+  json_builder_begin_object (jb);
+#define MEMBER_D(name, v) (json_builder_set_member_name (jb, name), json_builder_add_double_value (jb, v))
+#define MEMBER_I(name, v) (json_builder_set_member_name (jb, name), json_builder_add_int_value (jb, v))
+  json_builder_set_member_name (jb, "backend");
+  json_builder_add_string_value (jb, backend);
+  json_builder_set_member_name (jb, "weights");
+  json_builder_add_string_value (jb, r->weights);
+  MEMBER_I ("layers_measured", r->layers);
+  MEMBER_I ("steps", r->steps);
+  MEMBER_I ("kv", r->kv);
+  MEMBER_I ("tokens", r->tokens);
+  MEMBER_I ("threads", r->threads);
+  MEMBER_D ("read_gbs", r->read_gbs);
+  MEMBER_D ("copy_gbs", r->copy_gbs);
+  MEMBER_D ("floor_gbs", r->floor_gbs);
+  MEMBER_D ("ms_per_token", r->token_ms);
+  MEMBER_D ("backbone_ms_per_token", r->backbone_ms);
+  MEMBER_D ("head_ms_per_token", r->head_ms);
+  MEMBER_D ("bytes_per_token", r->token_bytes);
+  MEMBER_D ("floor_pct", 100.0 * r->token_bytes / (r->token_ms * 1e6) / r->floor_gbs);
+  MEMBER_D ("ops_per_token", r->ops);
+  MEMBER_D ("reads_per_token", r->reads);
+  MEMBER_D ("writes_per_token", r->writes);
+  MEMBER_D ("syncs_per_token", r->syncs);
+  MEMBER_D ("ms_per_token_all_layers", r->full_token_ms);
+  MEMBER_D ("e2e_256_s", r->e2e_256_s);
+  MEMBER_D ("e2e_512_s", r->e2e_512_s);
+  if (r->vae_512_ms > 0)
+    {
+      MEMBER_D ("vae_256_ms", r->vae_256_ms);
+      MEMBER_D ("vae_512_ms", r->vae_512_ms);
+    }
+  if (r->peak_gb >= 0)
+    MEMBER_D ("peak_gb", r->peak_gb);
+#undef MEMBER_D
+#undef MEMBER_I
+  json_builder_end_object (jb);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (jb);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  printf ("%s\n", text);
+}
 
-  Bandwidth bw = { 0 };
-  if (g_strcmp0 (b->ops->name, "cpu") == 0)
-    host_bandwidth (threads, &bw);
-  else if (!device_bandwidth (bench, &bw.copy, error))
-    return FALSE;
-  double floor_gbs = bw.read > 0 ? bw.read : bw.copy / 2;
-  /* CPU time measures the work only when one thread does all of it. */
-  double cpu_floor_gbs = threads == 1 ? bw.read_cpu : 0;
-
-  Timing decode, fm;
-  if (!time_steps (b, 1, decode_token, dr, &decode, error)    /* warm-up */
-      || !time_steps (b, tokens, decode_token, dr, &decode, error)
-      || !time_steps (b, 1, fm_run_step, fr, &fm, error)
-      || !time_steps (b, MAX (tokens, 4), fm_run_step, fr, &fm, error))
-    return FALSE;
-
+static void
+print_text (const Result *r, const char *backend)
+{
   g_autofree char *model = cpu_model_name ();
-  double kv_bytes = 2.0 * ROWS * KV_HEADS * KV_POSITIONS * HEAD_DIM * sizeof (float);
-  Timing per_layer = { decode.best_ms / dr->n_layers, decode.mean_ms / dr->n_layers,
-                       decode.best_cpu_ms / dr->n_layers };
-  double layer_bytes = layer_weight_bytes (&dr->layers[0]) + kv_bytes;
-  BenchResult res = {
-    .weights = ns_weight_format_name (b->weight_format), .layers = dr->n_layers,
-    .threads = threads, .copy_gbs = bw.copy, .read_gbs = bw.read, .floor_gbs = floor_gbs,
-    .layer_ms = per_layer.best_ms, .fm_step_ms = fm.best_ms, .peak_gb = -1,
-    .layer_floor_pct = 100.0 * layer_bytes / (per_layer.best_ms * 1e6) / floor_gbs,
-    .fm_floor_pct = 100.0 * fm_step_bytes (fr->head) / (fm.best_ms * 1e6) / floor_gbs,
-  };
-  if (vae_dir != NULL && !measure_vae (b, vae_dir, &res, error))
-    return FALSE;
-#ifdef NS_HAVE_CUDA
-  if (g_strcmp0 (b->ops->name, "cuda") == 0)
-    res.peak_gb = ns_backend_cuda_peak_memory (b) / 1e9;
-#endif
-  estimate_images (&res);
-  if (json)
-    {
-      print_json (&res, b->ops->name);
-      return TRUE;
-    }
-  printf ("backend %s, %d thread(s), host CPU %s\n", b->ops->name, threads, model);
-  if (bw.read > 0)
-    printf ("memory bandwidth (best of %d, 256 MiB arrays): read %.1f GB/s, copy %.1f GB/s "
-            "(read in CPU time %.1f GB/s)\n", BANDWIDTH_REPEATS, bw.read, bw.copy, bw.read_cpu);
+  printf ("backend %s, %d thread(s), host CPU %s\n", backend, r->threads, model);
+  if (r->read_gbs > 0)
+    printf ("memory bandwidth (best of %d, 256 MiB arrays): read %.1f GB/s, copy %.1f GB/s\n",
+            BANDWIDTH_REPEATS, r->read_gbs, r->copy_gbs);
   else
-    printf ("device bandwidth (copy, read + write): %.1f GB/s\n", bw.copy);
-  printf ("decode: %d layer(s) × %d token(s), %d rows, KV cache %d positions (f32)\n",
-          dr->n_layers, tokens, ROWS, KV_POSITIONS);
-  report ("decode layer-step", &per_layer, layer_bytes, floor_gbs, cpu_floor_gbs);
-  report ("FM head step", &fm, fm_step_bytes (fr->head), floor_gbs, cpu_floor_gbs);
-  printf ("bytes: %s weights read per step (+ the f32 KV cache for decode); "
-          "bandwidth floor = %s bandwidth\n", res.weights, bw.read > 0 ? "read" : "half the copy");
-  print_estimates (&res);
-  return TRUE;
+    printf ("device bandwidth (copy, read + write): %.1f GB/s; floor = half of it\n",
+            r->copy_gbs);
+  printf ("model: %s weights, %d of %d layers, %d head steps, CFG rows %d, KV cache %d "
+          "positions, %d tokens timed\n", r->weights, r->layers, r->all_layers, r->steps, ROWS,
+          r->kv, r->tokens);
+  double pct = 100.0 * r->token_bytes / (r->token_ms * 1e6) / r->floor_gbs;
+  printf ("per token: %.2f ms, %.1f MB streamed = %.0f %% of the floor (%.1f GB/s)\n",
+          r->token_ms, r->token_bytes / 1e6, pct, r->floor_gbs);
+  printf ("  backbone %.2f ms (%.3f ms a layer), head %.2f ms (%.3f ms a step); "
+          "measured apart, with a wait between\n", r->backbone_ms, r->backbone_ms / r->layers,
+          r->head_ms, r->head_ms / r->steps);
+  printf ("  %.1f ops issued, %.1f reads, %.1f writes, %.1f host waits\n", r->ops, r->reads,
+          r->writes, r->syncs);
+  if (r->vae_512_ms > 0)
+    printf ("VAE decode: 256² %.1f ms, 512² %.1f ms\n", r->vae_256_ms, r->vae_512_ms);
+  printf ("estimate at %d layers without prefill%s: %.2f ms a token; 256² %.1f s, 512² %.1f s\n",
+          r->all_layers, r->vae_512_ms > 0 ? "" : " and VAE", r->full_token_ms, r->e2e_256_s,
+          r->e2e_512_s);
+  if (r->peak_gb >= 0)
+    printf ("peak device memory: %.2f GB\n", r->peak_gb);
 }
 
-/* Device backends: as many layers as fit beside DEVICE_RESERVE (all 48 with
- * room), the per-token time scaled to 48 in estimate_images. */
-static int
-layers_that_fit (NsBackend *b, int asked)
-{
-#ifdef NS_HAVE_CUDA
-  if (asked == 0 && g_strcmp0 (b->ops->name, "cuda") == 0)
-    {
-      double per_layer = 275.3e6 * (b->weight_format == NS_WEIGHTS_BF16 ? 2.0 : 1.0);
-      guint64 free_bytes = ns_backend_cuda_free_memory (b);
-      double room = free_bytes > DEVICE_RESERVE ? (double) (free_bytes - DEVICE_RESERVE) : 0;
-      return CLAMP ((int) (room / per_layer), 1, ALL_LAYERS);
-    }
-#else
-  (void) b;
-#endif
-  return asked > 0 ? asked : 2;
-}
+/* ---- the command ------------------------------------------------------------ */
 
 static gboolean
-run_bench (Bench *bench, int n_layers, int tokens, int threads, gboolean json,
-           const char *vae_dir, GError **error)
+run_bench (NsBackend *inner, const Options *o, GError **error)
 {
-  int capacity = KV_POSITIONS + tokens + 1;
-  DecodeRun dr = { bench->b, g_new0 (Layer, n_layers), n_layers, capacity, { 0 } };
-  FmRun fr = { bench->b, g_new0 (FmHead, 1), { 0 }, NULL };
-  gboolean ok = make_scratch (bench, &dr.s, &fr.s, &fr.cond, capacity, error)
-                && make_fm_head (bench, fr.head, error);
-  for (int l = 0; ok && l < n_layers; l++)
-    ok = make_layer (bench, &dr.layers[l], capacity, error);
-  ok = ok && measure (bench, &dr, &fr, tokens, threads, json, vae_dir, error);
-  for (guint i = 0; i < bench->mats->len; i++)
-    bench->b->ops->release (bench->b, bench->mats->pdata[i]);
-  g_ptr_array_set_size (bench->mats, 0);
-  g_free (dr.layers);
-  g_free (fr.head);
+  Bench bench = { .inner = inner, .b = ns_op_trace_new (inner, FALSE) };
+  Result r = { .weights = ns_weight_format_name (o->weights), .layers = o->layers,
+               .steps = o->steps, .kv = o->kv, .tokens = o->tokens, .threads = o->threads,
+               .peak_gb = -1 };
+  ns_backend_set_weight_format (bench.b, o->weights, NS_QUANT_MIN_ELEMENTS);
+  gboolean ok = TRUE;
+  measure_bandwidth (inner, o->threads, &r, error, &ok);
+  ok = ok && build (&bench, o, o->kv + 2 * o->tokens + 3, error)
+       && measure_tokens (&bench, o, &r, error)
+       && (o->vae_dir == NULL || measure_vae (bench.b, o->vae_dir, &r, error));
+  if (ok)
+    {
+      NsModelConfig full;
+      ok = ns_arch_full_size_config (&full, error);
+      r.all_layers = full.num_hidden_layers;
+      ns_model_config_clear (&full);
+      r.token_bytes = token_bytes (&bench, o);
+#ifdef NS_HAVE_CUDA
+      if (g_strcmp0 (inner->ops->name, "cuda") == 0)
+        r.peak_gb = ns_backend_cuda_peak_memory (inner) / 1e9;
+#endif
+      estimate_images (&r);
+      if (o->json)
+        print_json (&r, inner->ops->name);
+      else
+        print_text (&r, inner->ops->name);
+    }
+  bench_clear (&bench);
+  ns_backend_destroy (bench.b);
   return ok;
+}
+
+/* Layers held at once: every one where weights are streamed from the
+ * shared buffer (CPU bf16) or on a device; a CPU quantizes each layer into
+ * its own memory, so 12 there unless asked. */
+static int
+default_layers (const Options *o)
+{
+  if (g_strcmp0 (o->backend, "cpu") == 0 && o->weights != NS_WEIGHTS_BF16)
+    return 12;
+  return 48;
 }
 
 int
@@ -732,24 +588,29 @@ ns_cmd_bench (int argc, char **argv)
     return ns_bench_tokenizer (argc - 1, argv + 1);
 
   g_autofree char *backend = NULL, *weights = NULL, *vae_dir = NULL;
-  int layers = 0, threads = 0, tokens = 8;
-  gboolean json = FALSE;
+  Options o = { .kv = 256, .steps = 28, .tokens = 4 };
   GOptionEntry entries[] = {
     { "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "NAME" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "bf16 (default), int8 or fp8", "FORMAT" },
-    { "layers", 0, 0, G_OPTION_ARG_INT, &layers, "Transformer layers to generate (default: 2 "
-      "on the CPU, as many of 48 as fit on a GPU; each is 550 MB of bf16)", "N" },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the results as JSON", NULL },
+    { "kv", 0, 0, G_OPTION_ARG_INT, &o.kv, "Positions already in the KV cache (default 256; "
+      "a 512² image ends near 1,100)", "N" },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &o.steps, "Sampling steps per token (default 28, "
+      "NextStep-1.1)", "N" },
+    { "layers", 0, 0, G_OPTION_ARG_INT, &o.layers, "Transformer layers (default 48; 12 on the "
+      "CPU with int8/fp8, which quantizes each into its own memory)", "N" },
+    { "tokens", 0, 0, G_OPTION_ARG_INT, &o.tokens, "Image tokens to time (default 4)", "N" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &o.threads, "CPU threads (default 0 = all cores)",
+      "N" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &o.json, "Print the results as JSON", NULL },
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_dir, "Also time VAE decodes at 256² and 512² "
       "with this VAE folder (config.json + checkpoint.pt)", "DIR" },
-    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default 0 = all cores)", "N" },
-    { "tokens", 0, 0, G_OPTION_ARG_INT, &tokens, "Decode steps to time (default 8)", "N" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("[tokenizer …]");
-  g_option_context_set_summary (ctx, "Time decode and FM-head steps on synthetic full-size "
-                                "bf16 weights against the measured memory bandwidth.\n"
-                                "'nextstep bench tokenizer --help' benchmarks the tokenizer.");
+  g_option_context_set_summary (ctx, "Time the real per-token code (decode step and sampling "
+                                "loop) on a synthetic full-size NextStep-1.1 against the "
+                                "measured memory bandwidth.\n'nextstep bench tokenizer --help' "
+                                "benchmarks the tokenizer.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
@@ -757,46 +618,30 @@ ns_cmd_bench (int argc, char **argv)
       g_printerr ("%s: %s\n", argv[0], error->message);
       return 2;
     }
-  NsWeightFormat format = NS_WEIGHTS_BF16;
-  if (layers < 0 || layers > ALL_LAYERS || tokens < 1 || threads < 0
-      || (weights && (!ns_weight_format_from_name (weights, &format) || format == NS_WEIGHTS_AUTO)))
+  o.backend = backend ? backend : "cpu";
+  o.vae_dir = vae_dir;
+  o.weights = NS_WEIGHTS_BF16;
+  if (weights && (!ns_weight_format_from_name (weights, &o.weights)
+                  || o.weights == NS_WEIGHTS_AUTO))
+    o.weights = NS_WEIGHTS_AUTO;
+  if (o.layers == 0)
+    o.layers = default_layers (&o);
+  if (o.layers < 1 || o.layers > 48 || o.tokens < 1 || o.threads < 0 || o.kv < 0
+      || o.kv > 100000 || o.steps < 1 || o.steps > 1000 || o.weights == NS_WEIGHTS_AUTO)
     {
-      g_printerr ("%s: --layers must be 1–48, --tokens at least 1, --threads 0 or more, "
-                  "--weights bf16, int8 or fp8\n", argv[0]);
+      g_printerr ("%s: --layers must be 1–48, --tokens at least 1, --kv 0–100000, --steps "
+                  "1–1000, --threads 0 or more, --weights bf16, int8 or fp8\n", argv[0]);
       return 2;
     }
 #ifdef _OPENMP
-  if (threads == 0)
-    threads = omp_get_max_threads ();
+  if (o.threads == 0)
+    o.threads = omp_get_max_threads ();
 #else
-  threads = 1;
+  o.threads = 1;
 #endif
-
-  Bench bench = { .host = g_ptr_array_new_with_free_func (g_free),
-                  .buffers = g_ptr_array_new (), .mats = g_ptr_array_new (), .seed = 0x5eed };
-  bench.b = open_backend (backend ? backend : "cpu", threads, &error);
-  if (bench.b != NULL)
-    {
-      ns_backend_set_weight_format (bench.b, format, NS_QUANT_MIN_ELEMENTS);
-      if (g_strcmp0 (bench.b->ops->name, "cpu") != 0)
-        {
-          bench.shared_source = g_new (uint16_t, LARGEST_WEIGHT);
-          fill_bf16 (bench.shared_source, LARGEST_WEIGHT, bench.seed);
-        }
-      layers = layers_that_fit (bench.b, layers);
-    }
-  gboolean ok = bench.b != NULL && run_bench (&bench, layers, tokens, threads, json, vae_dir,
-                                                  &error);
-  g_free (bench.shared_source);
-  if (bench.b)
-    {
-      for (guint i = 0; i < bench.buffers->len; i++)
-        bench.b->ops->free (bench.b, bench.buffers->pdata[i]);
-      ns_backend_destroy (bench.b);
-    }
-  g_ptr_array_free (bench.buffers, TRUE);
-  g_ptr_array_free (bench.mats, TRUE);
-  g_ptr_array_free (bench.host, TRUE);
+  NsBackend *inner = open_backend (o.backend, o.threads, &error);
+  gboolean ok = inner != NULL && run_bench (inner, &o, &error);
+  ns_backend_destroy (inner);
   if (!ok)
     {
       g_printerr ("%s: %s\n", argv[0], error->message);

@@ -41,6 +41,17 @@ static const NsBackendOps cpu_ops = {
   .patchify = ns_cpu_patchify,
   .unpatchify = ns_cpu_unpatchify,
   .upload_quantized = ns_cpu_upload_quantized,
+  .counter_add = ns_cpu_counter_add,
+  .add_indexed_row = ns_cpu_add_indexed_row,
+  .time_features = ns_cpu_time_features,
+  .noise = ns_cpu_noise,
+  .cfg_combine = ns_cpu_cfg_combine,
+  .sampler_step = ns_cpu_sampler_step,
+  .sampler_finish = ns_cpu_sampler_finish,
+  .reserve = ns_cpu_reserve,
+  .read_async = ns_cpu_read_async,
+  .read_wait = ns_cpu_sync,
+  /* no graphs: every op runs when it is called */
 };
 
 NsBackend *

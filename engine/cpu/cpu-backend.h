@@ -60,6 +60,30 @@ ns_cpu_silu1 (float v)
   return v / (1.0f + expf (-v));
 }
 
+/* Mean and biased variance of n floats, accumulated in double (norm.c says
+ * why). */
+static inline double
+ns_cpu_mean (const float *x, size_t n)
+{
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++)
+    s += x[i];
+  return s / (double) n;
+}
+
+static inline double
+ns_cpu_variance (const float *x, size_t n, double mean)
+{
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++)
+    s += (x[i] - mean) * (x[i] - mean);
+  return s / (double) n;
+}
+
+/* vec.c: Σ a[i]·c[i]; y += a · x. */
+float ns_cpu_dot (const float *a, const float *c, int n);
+void  ns_cpu_axpy (float *restrict y, float a, const float *restrict x, int n);
+
 /* convert.c: n elements of a weight starting at element `offset`, as f32. */
 void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);
 /* The whole weight as a new f32 array (g_free it); NULL when m is NULL. */
@@ -86,13 +110,17 @@ gboolean ns_cpu_upload_quantized (NsBackend *b, const NsTensorView *q, const NsT
                                   NsMat *out, GError **error);
 void     ns_cpu_release (NsBackend *b, NsMat *m);
 gboolean ns_cpu_sync (NsBackend *b, GError **error);
+gboolean ns_cpu_reserve (NsBackend *b, int max_rows, GError **error);
+void     ns_cpu_read_async (NsBackend *b, float *dst, const float *src, size_t n);
+
+/* embedding.c */
+void ns_cpu_embedding (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n);
 
 /* linear.c */
-void ns_cpu_embedding (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n);
 void ns_cpu_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                     int rows, gboolean accumulate);
 
-/* norm.c */
+/* norm.c, groupnorm.c */
 void ns_cpu_rmsnorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
                      int rows, int dim, float eps);
 void ns_cpu_layernorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
@@ -108,19 +136,34 @@ void ns_cpu_gated_add (NsBackend *b, float *x, const float *gate, const float *m
 void ns_cpu_silu (NsBackend *b, float *y, const float *x, size_t n);
 void ns_cpu_silu_mul (NsBackend *b, float *y, const float *gate, const float *up, size_t n);
 void ns_cpu_add (NsBackend *b, float *y, const float *a, const float *c, size_t n);
+void ns_cpu_counter_add (NsBackend *b, int32_t *counter, int n, int32_t delta);
+void ns_cpu_add_indexed_row (NsBackend *b, float *y, const float *x, const float *table,
+                             const int32_t *rows_of, const int32_t *token, int rows, int dim);
 
-/* attention.c */
-void ns_cpu_rope (NsBackend *b, float *x, const int32_t *positions, int rows, int heads,
+/* sampler.c */
+void ns_cpu_time_features (NsBackend *b, float *out, const double *t, int n, int n_features);
+void ns_cpu_noise (NsBackend *b, float *out, int n_images, int dim, guint64 seed,
+                   const float *table, int draws, const int32_t *token, int draw);
+void ns_cpu_cfg_combine (NsBackend *b, float *v, const float *v_rows, int cfg_mult, size_t block,
+                         const NsCfgParams *cfg, const int32_t *token);
+void ns_cpu_sampler_step (NsBackend *b, double *state, float *x_rows, const float *v,
+                          const float *eps, size_t block, int copies, const NsSamplerStep *step);
+void ns_cpu_sampler_finish (NsBackend *b, float *tok, const double *state, int n, int dim,
+                            gboolean use_norm);
+
+/* rope.c, attention.c, attention-spatial.c */
+void ns_cpu_rope (NsBackend *b, float *x, const int32_t *start, int batch, int n, int heads,
                   int head_dim, double theta);
-void ns_cpu_kv_store (NsBackend *b, float *cache, const float *src, int batch, int n, int start,
-                      int kv_heads, int head_dim, int capacity);
+void ns_cpu_kv_store (NsBackend *b, float *cache, const float *src, int batch, int n,
+                      const int32_t *start, int kv_heads, int head_dim, int capacity);
 void ns_cpu_attention (NsBackend *b, float *out, const float *q, const float *k_cache,
-                       const float *v_cache, const float *key_valid, int batch, int n, int start,
-                       int heads, int kv_heads, int head_dim, int capacity);
+                       const float *v_cache, const float *key_valid, int batch, int n,
+                       const int32_t *start, int heads, int kv_heads, int head_dim,
+                       int capacity);
 void ns_cpu_attention_spatial (NsBackend *b, float *out, const float *q, const float *k,
                                const float *v, int c, int n);
 
-/* conv.c (image ops) */
+/* conv2d.c, image.c */
 void ns_cpu_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                     int ci, int h, int wd, int co, int k, int stride,
                     int pad_t, int pad_l, int pad_b, int pad_r);

@@ -1,4 +1,5 @@
-/* elementwise.c — adaLN modulation, gated residuals, SiLU, sums. */
+/* elementwise.c — adaLN modulation, gated residuals, SiLU, sums, and the
+ * per-token counters. */
 #include "cpu-backend.h"
 
 void
@@ -52,4 +53,21 @@ ns_cpu_add (NsBackend *b, float *y, const float *a, const float *c, size_t n)
 #pragma omp parallel for num_threads (ns_cpu_threads (b)) if (n > NS_CPU_PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     y[i] = a[i] + c[i];
+}
+
+void
+ns_cpu_counter_add (NsBackend *b, int32_t *counter, int n, int32_t delta)
+{
+  (void) b;
+  for (int i = 0; i < n; i++)
+    counter[i] += delta;
+}
+
+void
+ns_cpu_add_indexed_row (NsBackend *b, float *y, const float *x, const float *table,
+                        const int32_t *rows_of, const int32_t *token, int rows, int dim)
+{
+  const float *row = table + (size_t) rows_of[*token] * dim;
+  for (int r = 0; r < rows; r++)
+    ns_cpu_add (b, y + (size_t) r * dim, x + (size_t) r * dim, row, dim);
 }

@@ -142,3 +142,20 @@ ns_cpu_sync (NsBackend *b, GError **error)
   (void) error;
   return TRUE;
 }
+
+/* The CPU ops keep no workspace between calls. */
+gboolean
+ns_cpu_reserve (NsBackend *b, int max_rows, GError **error)
+{
+  (void) b;
+  (void) max_rows;
+  (void) error;
+  return TRUE;
+}
+
+/* Host memory: the copy is done when the call returns. */
+void
+ns_cpu_read_async (NsBackend *b, float *dst, const float *src, size_t n)
+{
+  ns_cpu_write (b, dst, src, n);
+}

@@ -1,25 +1,7 @@
-/* norm.c — RMSNorm, LayerNorm, GroupNorm. Statistics accumulate in double
+/* norm.c — RMSNorm and LayerNorm. Statistics accumulate in double
  * (two passes for the variance, biased as PyTorch's), which is closest to
  * PyTorch's own float32 reductions; the normalisation itself is f32. */
 #include "cpu-backend.h"
-
-static double
-mean_of (const float *x, size_t n)
-{
-  double s = 0.0;
-  for (size_t i = 0; i < n; i++)
-    s += x[i];
-  return s / (double) n;
-}
-
-static double
-variance_of (const float *x, size_t n, double mean)
-{
-  double s = 0.0;
-  for (size_t i = 0; i < n; i++)
-    s += (x[i] - mean) * (x[i] - mean);
-  return s / (double) n;
-}
 
 /* HF order: h = x · rsqrt(mean(x²) + eps) in f32, then weight · h. */
 void
@@ -56,9 +38,9 @@ ns_cpu_layernorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
     {
       const float *xr = x + (size_t) r * dim;
       float *yr = y + (size_t) r * dim;
-      double mean = mean_of (xr, dim);
+      double mean = ns_cpu_mean (xr, dim);
       float m = (float) mean;
-      float inv = (float) (1.0 / sqrt (variance_of (xr, dim, mean) + eps));
+      float inv = (float) (1.0 / sqrt (ns_cpu_variance (xr, dim, mean) + eps));
       for (int i = 0; i < dim; i++)
         {
           float v = (xr[i] - m) * inv;
@@ -66,36 +48,5 @@ ns_cpu_layernorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
         }
     }
   g_free (w);
-  g_free (bv);
-}
-
-void
-ns_cpu_groupnorm (NsBackend *b, float *y, const float *x, const NsMat *gamma,
-                  const NsMat *beta, int c, int hw, int groups, float eps, gboolean silu)
-{
-  g_return_if_fail (groups > 0 && c % groups == 0);
-  float *g = ns_cpu_mat_to_f32 (gamma);
-  float *bv = ns_cpu_mat_to_f32 (beta);
-  int per_group = c / groups;
-#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (dynamic, 1)
-  for (int grp = 0; grp < groups; grp++)
-    {
-      size_t first = (size_t) grp * per_group * hw, n = (size_t) per_group * hw;
-      double mean = mean_of (x + first, n);
-      float m = (float) mean;
-      float inv = (float) (1.0 / sqrt (variance_of (x + first, n, mean) + eps));
-      for (int ch = grp * per_group; ch < (grp + 1) * per_group; ch++)
-        {
-          float scale = g ? g[ch] : 1.0f, shift = bv ? bv[ch] : 0.0f;
-          const float *xc = x + (size_t) ch * hw;
-          float *yc = y + (size_t) ch * hw;
-          for (int i = 0; i < hw; i++)
-            {
-              float v = (xc[i] - m) * inv * scale + shift;
-              yc[i] = silu ? ns_cpu_silu1 (v) : v;
-            }
-        }
-    }
-  g_free (g);
   g_free (bv);
 }

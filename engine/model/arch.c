@@ -228,3 +228,26 @@ ns_arch_guess_kind (const char *model_dir, const NsModelConfig *cfg)
     }
   return NS_MODEL_KIND_T2I;
 }
+
+/* The published NextStep-1.1 shapes (docs/nextstep-model.md §4, §7) for the
+ * synthetic full-size models of `nextstep bench` and `make-tiny
+ * --full-size`: real checkpoints are always read from their own
+ * config.json. */
+static const char full_size_config[] =
+  "{\"model_type\": \"nextstep\", \"hidden_size\": 5120, \"num_hidden_layers\": 48,"
+  " \"num_attention_heads\": 40, \"num_key_value_heads\": 8, \"head_dim\": 128,"
+  " \"intermediate_size\": 13824, \"vocab_size\": 152064,"
+  " \"max_position_embeddings\": 131072, \"rope_theta\": 1000000.0, \"rms_norm_eps\": 1e-05,"
+  " \"attention_bias\": true, \"o_attention_bias\": false, \"mlp_bias\": false,"
+  " \"tie_word_embeddings\": false, \"boi\": 151667, \"eoi\": 151668,"
+  " \"image_placeholder_id\": 151669, \"pad_token_id\": 151665, \"bos_token_id\": 151643,"
+  " \"eos_token_id\": 151643, \"latent_channels\": 16, \"latent_patch_size\": 2,"
+  " \"latent_size\": 64, \"use_gen_pos_embed\": false, \"fm_head_dim\": 1536,"
+  " \"fm_head_layers\": 12, \"vae_name_or_path\": \"vae\"}";
+
+gboolean
+ns_arch_full_size_config (NsModelConfig *cfg, GError **error)
+{
+  return ns_model_config_parse (cfg, full_size_config, sizeof full_size_config - 1,
+                                "the built-in NextStep-1.1 shapes", error);
+}

@@ -36,4 +36,8 @@ gboolean ns_arch_check_model (const NsTensorStore *store, const NsModelConfig *c
  * folder models--stepfun-ai--NextStep-1-Large-Edit. */
 NsModelKind ns_arch_guess_kind (const char *model_dir, const NsModelConfig *cfg);
 
+/* The published NextStep-1.1 shapes as a config (synthetic full-size
+ * models only; the values are in arch.c). */
+gboolean ns_arch_full_size_config (NsModelConfig *cfg, GError **error);
+
 G_END_DECLS

@@ -41,7 +41,6 @@ struct NsFmState {
   NsBackend *b;
   int rows, steps;
   float *buf[N_BUFS];
-  float *feat_host;
 };
 
 #define N_MATS(s) (sizeof (s) / sizeof (NsMat))
@@ -137,7 +136,6 @@ ns_fm_state_new (NsFmHead *head, int rows, int steps, GError **error)
   st->rows = rows;
   st->steps = steps;
   size_t r = rows, sr = (size_t) steps * rows, d = head->dim;
-  st->feat_host = g_new (float, sr * head->n_features);
   const size_t sizes[N_BUFS] = {
     [B_TEMB] = sr * d, [B_COND] = r * d, [B_Y] = sr * d, [B_SY] = sr * d,
     [B_MODS] = (size_t) MAX (head->n_blocks, 1) * sr * 3 * d, [B_FMOD] = sr * 2 * d,
@@ -161,7 +159,6 @@ ns_fm_state_free (NsFmState *st)
   for (int i = 0; i < N_BUFS; i++)
     if (st->buf[i])
       st->b->ops->free (st->b, st->buf[i]);
-  g_free (st->feat_host);
   g_free (st);
 }
 
@@ -171,28 +168,13 @@ ns_fm_state_get_y (const NsFmState *st)
   return st->buf[B_Y];
 }
 
-/* [cos(t f_k) ‖ sin(t f_k)], f_k = exp(−ln(10000) k / half), in double. */
-static void
-time_features (float *out, double t, int n_features)
-{
-  int half = n_features / 2;
-  for (int k = 0; k < half; k++)
-    {
-      double arg = t * exp (-log (10000.0) * k / half);
-      out[k] = (float) cos (arg);
-      out[half + k] = (float) sin (arg);
-    }
-}
-
 void
 ns_fm_head_set_times (NsFmHead *head, NsFmState *st, const double *t)
 {
   NsBackend *b = head->b;
   const NsBackendOps *ops = b->ops;
   int sr = st->steps * st->rows;
-  for (int i = 0; i < sr; i++)
-    time_features (st->feat_host + (size_t) i * head->n_features, t[i], head->n_features);
-  ops->write (b, st->buf[B_FEAT], st->feat_host, (size_t) sr * head->n_features);
+  ops->time_features (b, st->buf[B_FEAT], t, sr, head->n_features);
   ops->linear (b, st->buf[B_TH], st->buf[B_FEAT], &head->g.t0_w, &head->g.t0_b, sr, FALSE);
   ops->silu (b, st->buf[B_TH], st->buf[B_TH], (size_t) sr * head->dim);
   ops->linear (b, st->buf[B_TEMB], st->buf[B_TH], &head->g.t2_w, &head->g.t2_b, sr, FALSE);

@@ -16,28 +16,16 @@
 
 G_BEGIN_DECLS
 
-/* ---- rng.c: Philox4x32-10 and the noise sources ------------------------ */
+/* ---- rng.c: host-side draws ---------------------------------------------- */
 
-/* One Philox4x32-10 block (Random123 definition). */
-void ns_philox4x32_10 (const guint32 ctr[4], const guint32 key[2], guint32 out[4]);
-/* `dim` float32 N(0, 1) values (dim even) for (seed, image, token, draw); the
- * mapping is documented in rng.c. */
+/* `dim` float32 N(0, 1) values for (seed, image, token, draw), as the
+ * backends' `noise` op makes them (engine/philox.h). */
 void ns_rng_normal (guint64 seed, guint32 image, guint32 token, guint32 draw,
                     float *out, int dim);
-
-typedef struct NsNoise NsNoise;
-
-/* Draws from Philox for `n_images` images of `dim` values each. */
-NsNoise *ns_noise_new_philox (guint64 seed, int n_images, int dim);
-/* Draws from the tensor `noise` [ntok, draws, n_images, dim] of a golden run
- * file; its shape must be exactly that. */
-NsNoise *ns_noise_new_file (const char *path, int ntok, int draws, int n_images, int dim,
-                            GError **error);
-/* Draw `draw` of token `token` for every image: out [n_images, dim]. */
-void     ns_noise_draw (NsNoise *noise, int token, int draw, float *out);
-void     ns_noise_free (NsNoise *noise);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsNoise, ns_noise_free)
+/* The recorded draws [ntok, draws, n_images, dim] of a golden run file's
+ * tensor `noise` as a new float array; its shape must be exactly that. */
+float *ns_noise_load_file (const char *path, int ntok, int draws, int n_images, int dim,
+                           GError **error);
 
 /* ---- transformer.c: the Qwen2 backbone and the image projectors --------- */
 
@@ -51,14 +39,19 @@ NsTransformer *ns_transformer_new (NsBackend *backend, const NsTensorStore *stor
                                    const NsModelConfig *cfg, GError **error);
 void ns_transformer_free (NsTransformer *tr);
 
-/* out [n, hidden] = embed_tokens[ids] (ids host). */
+/* out [n, hidden] = embed_tokens[ids] (ids int32 backend memory). */
 void ns_transformer_embed (NsTransformer *tr, float *out, const int32_t *ids, int n);
 /* out [n, hidden] = image_in_projector (tokens [n, token_dim]). */
 void ns_transformer_project_in (NsTransformer *tr, float *out, const float *tokens, int n);
-/* out [n, hidden] = image_out_projector (h [n, hidden] (+ gen_pos_embed of
- * grid token `token` when the config enables it)). `tmp` [n, hidden] scratch. */
+/* out [n, hidden] = image_out_projector (h [n, hidden] (+ row
+ * pos_rows[*token] of gen_pos_embed when pos_rows is not NULL)); `tmp`
+ * [n, hidden] scratch; pos_rows and token int32 backend memory. */
 void ns_transformer_project_out (NsTransformer *tr, float *out, const float *h, float *tmp,
-                                 int n, int token, int height_px, int width_px);
+                                 int n, const int32_t *pos_rows, const int32_t *token);
+/* The gen_pos_embed row of each of the ntok image tokens at this width
+ * into rows_of (host); FALSE when the config does not use gen_pos_embed. */
+gboolean ns_transformer_pos_embed_rows (const NsTransformer *tr, int ntok, int width_px,
+                                        int32_t *rows_of);
 
 /* How many image tokens gen_pos_embed covers at this size (G_MAXINT when the
  * config does not use it). */
@@ -77,15 +70,24 @@ typedef struct {
   float *hidden;
 } NsBackboneTrace;
 
-/* Runs `n` new positions of every row through the backbone. x [rows, n,
- * hidden] (backend, overwritten) holds their input embeddings; they sit at
- * positions len..len+n-1 (slot index, pads included) and are appended to the
- * cache. mask [rows, n] (host; NULL = all real) marks real tokens: pads are
- * never attended to. last [rows, hidden] (backend) receives the final-normed
- * hidden state of each row's last new position. */
+/* Counts n more positions as cached without computing them (`nextstep
+ * bench` measures decode at a cache length). */
+void ns_kv_cache_skip (NsKvCache *kv, int n);
+int  ns_transformer_get_hidden (const NsTransformer *tr);
+
+/* Prefill: runs `n` new positions of every row through the backbone. x
+ * [rows, n, hidden] (backend, overwritten) holds their input embeddings; they
+ * sit at the next n positions (slot index, pads included) and are appended
+ * to the cache. mask [rows, n] (host; NULL = all real) marks real tokens:
+ * pads are never attended to. last [rows, hidden] (backend) receives the
+ * final-normed hidden state of each row's last new position. */
 gboolean ns_transformer_forward (NsTransformer *tr, NsKvCache *kv, float *x, int n,
                                  const int32_t *mask, float *last, NsBackboneTrace *trace,
                                  GCancellable *cancellable, GError **error);
+/* One decode step: x [rows, hidden] at the next position, as forward with
+ * n = 1 and no mask, but only ops: no host access, no checks, so it can be
+ * captured as a graph and replayed for every image token. */
+void ns_transformer_decode (NsTransformer *tr, NsKvCache *kv, float *x, float *last);
 
 /* ---- fm-head.c: the flow-matching head ---------------------------------- */
 
@@ -100,7 +102,7 @@ void      ns_fm_head_free (NsFmHead *head);
  * steps. */
 NsFmState *ns_fm_state_new (NsFmHead *head, int rows, int steps, GError **error);
 void       ns_fm_state_free (NsFmState *st);
-/* time_embed of t [steps, rows] (host); once per request. */
+/* time_embed of t [steps, rows] (float64 backend memory); once per request. */
 void ns_fm_head_set_times (NsFmHead *head, NsFmState *st, const double *t);
 /* y = time_embed + cond_embed(c) (c backend [rows, hidden]) and from it the
  * shift/scale/gate of every block, step and row; once per token. */
@@ -118,30 +120,84 @@ int ns_sampler_draws_per_token (NsSampler sampler, int steps);
 /* Fills t (steps + 1 entries; gh-grid uses the first `steps`) with the time
  * grid; returns how many entries the sampler defines. */
 int ns_sampler_time_grid (NsSampler sampler, int steps, double shift, double *t);
-/* (cfg, cfg_img) used for token `token` of `ntok`. */
-void ns_cfg_for_token (NsCfgSchedule schedule, double cfg, double cfg_img, int token, int ntok,
-                       double *cfg_t, double *cfg_img_t);
-/* v [n, dim] from the head rows v_rows [cfg_mult, n, dim]. */
-void ns_cfg_combine (float *v, const float *v_rows, int cfg_mult, int n, int dim, double cfg,
-                     double cfg_img);
-/* LayerNorm without affine (eps 1e-6) of each of n vectors of dim values. */
-void ns_token_layernorm (float *x, int n, int dim);
 
-/* CFG-combined velocity v [n, dim] for the state x [n, dim] at grid point
- * `step` (time grid[step]). */
-typedef void (*NsVelocityFunc) (const float *x, int step, float *v, gpointer user_data);
+/* Head rows v_rows [cfg_mult, n, dim] for the head input x_rows [cfg_mult,
+ * n, dim] (every block the same state) at grid point `step`. */
+typedef void (*NsHeadFunc) (gpointer data, int step, const float *x_rows, float *v_rows);
+/* Sees the CFG-combined velocity v [n, dim] (backend) of evaluation `step`. */
+typedef void (*NsVelocityHook) (gpointer data, int step, const float *v);
 
+/* What the sampling of one image token needs; buffers are backend memory
+ * allocated once per request. */
 typedef struct {
+  NsBackend *backend;
   NsSampler sampler;
-  int steps;
-  int n;                    /* images */
-  int dim;                  /* token dim */
-  const double *grid;       /* from ns_sampler_time_grid */
+  int steps, n, dim, cfg_mult;
+  const double *grid;       /* host, from ns_sampler_time_grid */
+  NsCfgParams cfg;
+  guint64 seed;
+  const float *noise_table; /* injected draws [ntok, draws, n, dim], or NULL (Philox) */
+  int draws;
+  const int32_t *token;     /* int32 counter: the image token being sampled */
+  double *state;            /* [n, dim] */
+  float *x_rows, *v_rows;   /* [cfg_mult, n, dim] */
+  float *v, *eps;           /* [n, dim] */
 } NsSamplerPlan;
 
-/* Samples token `token` of every image into out [n, dim] (before use_norm). */
-void ns_sampler_sample_token (const NsSamplerPlan *plan, NsNoise *noise, int token,
-                              NsVelocityFunc velocity, gpointer user_data, float *out);
+/* Issues the ops that sample the current token of every image into tok
+ * [n, dim] (backend), with use_norm when asked. Only ops: the sequence is
+ * the same for every token (what the token graph captures). */
+void ns_sampler_sample_token (const NsSamplerPlan *plan, NsHeadFunc head, NsVelocityHook hook,
+                              gpointer data, float *tok, gboolean use_norm);
+
+/* Intermediate tensors of a run for the library-level tests, allocated by
+ * the run (g_free each): h [rows, ntok, hidden] (h[:, t] = the final-normed
+ * hidden state the condition of token t comes from), c [rows, ntok, hidden],
+ * v [ntok, evals, n, dim] (CFG-combined velocities), prompt_ids and
+ * attention_mask [rows, len]. */
+typedef struct {
+  float *h;
+  float *c;
+  float *v;
+  int32_t *prompt_ids;
+  int32_t *attention_mask;
+  int rows, len, evals;
+} NsRunTrace;
+
+/* ---- token-loop.c: the per-image-token loop ------------------------------ */
+
+typedef struct NsTokenLoop NsTokenLoop;
+
+typedef struct {
+  int n, cfg_mult, ntok, dim;      /* images, CFG blocks, image tokens, token dim */
+  NsSampler sampler;
+  int steps;
+  double shift;
+  NsCfgParams cfg;
+  guint64 seed;
+  const char *noise_file;          /* injected draws (--noise), or NULL for Philox */
+  gboolean use_norm;
+  int width_px;                    /* for the gen_pos_embed rows */
+  gboolean timings;                /* time head and backbone apart (waits twice a token) */
+} NsTokenLoopSpec;
+
+/* Allocates every buffer a token needs and writes the request's schedule;
+ * kv holds cfg_mult · n rows. */
+NsTokenLoop *ns_token_loop_new (NsBackend *b, NsTransformer *tr, NsFmHead *head, NsKvCache *kv,
+                                const NsTokenLoopSpec *spec, GError **error);
+void         ns_token_loop_free (NsTokenLoop *lp);
+/* [rows, hidden] (backend): where the prefill leaves the last hidden state. */
+float       *ns_token_loop_last_hidden (NsTokenLoop *lp);
+/* Makes each step read h, c and v into the trace (tests; no graphs then). */
+void         ns_token_loop_set_trace (NsTokenLoop *lp, NsRunTrace *trace);
+/* Samples image token `token` of every image into out [n, ntok, dim] (host)
+ * and, with feed_back, runs it through the backbone: at most one read and
+ * one wait, no write. */
+gboolean     ns_token_loop_step (NsTokenLoop *lp, int token, gboolean feed_back, float *out,
+                                 GError **error);
+/* Head and backbone milliseconds so far (spec.timings only). */
+void         ns_token_loop_get_timings (const NsTokenLoop *lp, double *head_ms,
+                                        double *backbone_ms);
 
 /* ---- model.c: the loaded model ------------------------------------------ */
 
@@ -172,19 +228,6 @@ struct NsModel {
   NsVae *vae;
 };
 
-/* Intermediate tensors of a run for the library-level tests, allocated by
- * the run (g_free each): h [rows, ntok, hidden] (h[:, t] = the final-normed
- * hidden state the condition of token t comes from), c [rows, ntok, hidden],
- * v [ntok, evals, n, dim] (CFG-combined velocities), prompt_ids and
- * attention_mask [rows, len]. */
-typedef struct {
-  float *h;
-  float *c;
-  float *v;
-  int32_t *prompt_ids;
-  int32_t *attention_mask;
-  int rows, len, evals;
-} NsRunTrace;
 
 NsResult *ns_model_run_traced (NsModel *model, const NsRequest *request, NsRunTrace *trace,
                                GError **error);

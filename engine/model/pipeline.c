@@ -16,17 +16,13 @@ typedef struct {
   double scale, shift;
   NsPromptRows *prompt;
   NsKvCache *kv;
-  NsFmState *fm;
-  NsNoise *noise;
-  double *grid;
-  NsSamplerPlan plan;
-  /* backend buffers */
-  float *x, *h_last, *c, *tmp, *x_head, *v_head, *tok, *emb, *in_emb;
-  /* host */
-  float *v_rows, *tokens;   /* [rows, dim], [n, ntok, dim] */
+  NsTokenLoop *loop;
+  float *x, *in_emb;        /* backend: prompt embeddings, edit input tokens */
+  int32_t *ids;             /* backend: prompt ids */
+  float *tokens;            /* host [n, ntok, dim] */
   guint8 **preview;         /* n RGBA8 pictures, when on_preview is set */
-  double cfg_t, cfg_img_t;
   int token;
+  NsRunTimings timings;
 } Run;
 
 static gboolean
@@ -41,20 +37,17 @@ cancelled (const Run *run, GError **error)
 static void
 run_clear (Run *run)
 {
-  float *bufs[] = { run->x, run->h_last, run->c, run->tmp, run->x_head, run->v_head, run->tok,
-                    run->emb, run->in_emb };
+  if (run->b == NULL)
+    return;
+  void *bufs[] = { run->x, run->in_emb, run->ids };
   for (size_t i = 0; i < G_N_ELEMENTS (bufs); i++)
-    if (bufs[i])
-      run->b->ops->free (run->b, bufs[i]);
+    ns_backend_free_any (run->b, bufs[i]);
+  ns_token_loop_free (run->loop);
   ns_prompt_rows_free (run->prompt);
   ns_kv_cache_free (run->kv);
-  ns_fm_state_free (run->fm);
-  ns_noise_free (run->noise);
   for (int i = 0; run->preview && i < run->n; i++)
     g_free (run->preview[i]);
   g_free (run->preview);
-  g_free (run->grid);
-  g_free (run->v_rows);
   g_free (run->tokens);
 }
 
@@ -62,6 +55,19 @@ static float *
 balloc (Run *run, size_t n, GError **error)
 {
   return run->b->ops->alloc (run->b, n, error);
+}
+
+static double
+ms_since (gint64 t0)
+{
+  return (g_get_monotonic_time () - t0) / 1000.0;
+}
+
+static void
+stage (const Run *run, NsStage what, int done, int total)
+{
+  if (run->r.on_stage)
+    run->r.on_stage (what, done, total, run->r.user_data);
 }
 
 /* round-half-even(clamp(x/2 + 0.5, 0, 1) · 255) in float32, as the pipeline. */
@@ -235,107 +241,39 @@ setup (Run *run, GError **error)
   run->shift = m->vae_cfg.shift_factor;
   run->evals = run->r.steps;
   int in_gh = 0, in_gw = 0;
-  if (run->r.mode == NS_MODE_EDIT && !encode_input (run, &in_gh, &in_gw, error))
-    return FALSE;
+  gint64 t0 = g_get_monotonic_time ();
+  if (run->r.mode == NS_MODE_EDIT)
+    {
+      stage (run, NS_STAGE_ENCODE, 0, 1);
+      if (!encode_input (run, &in_gh, &in_gw, error))
+        return FALSE;
+      run->timings.encode_ms = ms_since (t0);
+      stage (run, NS_STAGE_ENCODE, 1, 1);
+    }
   if (!build_prompt (run, in_gh, in_gw, error))
     return FALSE;
-  int draws = ns_sampler_draws_per_token (run->r.sampler, run->r.steps);
-  run->noise = run->r.noise_file
-    ? ns_noise_new_file (run->r.noise_file, run->ntok, draws, run->n, run->dim, error)
-    : ns_noise_new_philox (run->r.seed, run->n, run->dim);
-  if (run->noise == NULL)
-    return FALSE;
-  run->grid = g_new (double, run->r.steps + 1);
-  ns_sampler_time_grid (run->r.sampler, run->r.steps, run->r.shift, run->grid);
-  run->plan = (NsSamplerPlan) { run->r.sampler, run->r.steps, run->n, run->dim, run->grid };
-  run->v_rows = g_new (float, (size_t) run->rows * run->dim);
   run->tokens = g_new0 (float, (size_t) run->n * run->ntok * run->dim);
   size_t rh = (size_t) run->rows * run->hidden, L = run->prompt->len;
-  gboolean ok = (run->kv = ns_kv_cache_new (m->transformer, run->rows, L + run->ntok, L, error))
-    && (run->fm = ns_fm_state_new (m->head, run->rows, run->evals, error))
-    && (run->x = balloc (run, rh * L, error)) && (run->h_last = balloc (run, rh, error))
-    && (run->c = balloc (run, rh, error)) && (run->tmp = balloc (run, rh, error))
-    && (run->x_head = balloc (run, (size_t) run->rows * run->dim, error))
-    && (run->v_head = balloc (run, (size_t) run->rows * run->dim, error))
-    && (run->tok = balloc (run, (size_t) run->n * run->dim, error))
-    && (run->emb = balloc (run, (size_t) run->n * run->hidden, error));
+  NsTokenLoopSpec spec = {
+    .n = run->n, .cfg_mult = run->cfg_mult, .ntok = run->ntok, .dim = run->dim,
+    .sampler = run->r.sampler, .steps = run->r.steps, .shift = run->r.shift,
+    .cfg = { run->r.cfg, run->r.cfg_img, run->r.cfg_schedule == NS_CFG_LINEAR, run->ntok },
+    .seed = run->r.seed, .noise_file = run->r.noise_file, .use_norm = run->r.use_norm,
+    .width_px = run->r.width, .timings = run->r.timings,
+  };
+  gboolean ok = run->b->ops->reserve (run->b, MAX (run->rows * (int) L, run->evals * run->rows),
+                                      error)
+    && (run->kv = ns_kv_cache_new (m->transformer, run->rows, L + run->ntok, L, error))
+    && (run->loop = ns_token_loop_new (run->b, m->transformer, m->head, run->kv, &spec, error))
+    && (run->x = balloc (run, rh * L, error))
+    && (run->ids = ns_backend_alloc_i32 (run->b, (size_t) run->rows * L, error));
   if (!ok)
     return FALSE;
-  g_autofree double *times = g_new (double, (size_t) run->evals * run->rows);
-  for (size_t i = 0; i < (size_t) run->evals * run->rows; i++)
-    times[i] = run->grid[i / run->rows];
-  ns_fm_head_set_times (m->head, run->fm, times);
-  ns_transformer_embed (m->transformer, run->x, run->prompt->ids, run->rows * (int) L);
+  if (run->trace)
+    ns_token_loop_set_trace (run->loop, run->trace);
+  ns_backend_write_i32 (run->b, run->ids, run->prompt->ids, (size_t) run->rows * L);
+  ns_transformer_embed (m->transformer, run->x, run->ids, run->rows * (int) L);
   return run->r.mode != NS_MODE_EDIT || fill_placeholders (run, in_gh * in_gw, error);
-}
-
-/* ---- the token loop --------------------------------------------------- */
-
-/* The head on x replicated into every CFG block at grid point `step`,
- * CFG-combined. */
-static void
-velocity (const float *x, int step, float *v, gpointer data)
-{
-  Run *run = data;
-  const NsBackendOps *ops = run->b->ops;
-  size_t block = (size_t) run->n * run->dim;
-  for (int b = 0; b < run->cfg_mult; b++)
-    ops->write (run->b, run->x_head + b * block, x, block);
-  ns_fm_head_forward (run->m->head, run->fm, step, run->x_head, run->v_head);
-  ops->read (run->b, run->v_rows, run->v_head, (size_t) run->rows * run->dim);
-  ns_cfg_combine (v, run->v_rows, run->cfg_mult, run->n, run->dim, run->cfg_t, run->cfg_img_t);
-  if (run->trace)
-    memcpy (run->trace->v + ((size_t) run->token * run->evals + step) * block, v,
-            block * sizeof (float));
-}
-
-static void
-trace_rows (Run *run, float *dst, const float *src)
-{
-  size_t rh = (size_t) run->rows * run->hidden;
-  g_autofree float *host = g_new (float, rh);
-  run->b->ops->read (run->b, host, src, rh);
-  for (int r = 0; r < run->rows; r++)
-    memcpy (dst + ((size_t) r * run->ntok + run->token) * run->hidden,
-            host + (size_t) r * run->hidden, run->hidden * sizeof (float));
-}
-
-/* Samples token run->token of every image into run->tokens. */
-static void
-sample_token (Run *run)
-{
-  NsModel *m = run->m;
-  ns_transformer_project_out (m->transformer, run->c, run->h_last, run->tmp, run->rows,
-                              run->token, run->r.height, run->r.width);
-  if (run->trace)
-    {
-      trace_rows (run, run->trace->h, run->h_last);
-      trace_rows (run, run->trace->c, run->c);
-    }
-  ns_fm_head_set_cond (m->head, run->fm, run->c);
-  ns_cfg_for_token (run->r.cfg_schedule, run->r.cfg, run->r.cfg_img, run->token, run->ntok,
-                    &run->cfg_t, &run->cfg_img_t);
-  g_autofree float *out = g_new (float, (size_t) run->n * run->dim);
-  ns_sampler_sample_token (&run->plan, run->noise, run->token, velocity, run, out);
-  if (run->r.use_norm)
-    ns_token_layernorm (out, run->n, run->dim);
-  for (int i = 0; i < run->n; i++)
-    memcpy (run->tokens + ((size_t) i * run->ntok + run->token) * run->dim,
-            out + (size_t) i * run->dim, run->dim * sizeof (float));
-  run->b->ops->write (run->b, run->tok, out, (size_t) run->n * run->dim);
-}
-
-/* Feeds the new tokens (one per image, the same in every CFG block) back. */
-static gboolean
-feed_back (Run *run, GError **error)
-{
-  const NsBackendOps *ops = run->b->ops;
-  size_t block = (size_t) run->n * run->hidden;
-  ns_transformer_project_in (run->m->transformer, run->emb, run->tok, run->n);
-  for (int b = 0; b < run->cfg_mult; b++)
-    ops->copy (run->b, run->x + b * block, run->emb, block);
-  return ns_transformer_forward (run->m->transformer, run->kv, run->x, 1, NULL, run->h_last,
-                                 NULL, run->r.cancellable, error);
 }
 
 /* ---- latents, decoding, previews ---------------------------------------- */
@@ -483,9 +421,48 @@ trace_init (Run *run)
   t->v = g_new0 (float, (size_t) run->ntok * run->evals * run->n * run->dim);
 }
 
+static gboolean
+prefill (Run *run, GError **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  int len = run->prompt->len;
+  stage (run, NS_STAGE_PREFILL, 0, len);
+  if (!ns_transformer_forward (run->m->transformer, run->kv, run->x, len, run->prompt->mask,
+                               ns_token_loop_last_hidden (run->loop), NULL, run->r.cancellable,
+                               error)
+      || !run->b->ops->sync (run->b, error))
+    return FALSE;
+  run->timings.prefill_ms = ms_since (t0);
+  stage (run, NS_STAGE_PREFILL, len, len);
+  return TRUE;
+}
+
+static gboolean
+sample_tokens (Run *run, GError **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  int total = run->n * run->ntok;
+  stage (run, NS_STAGE_TOKENS, 0, total);
+  for (run->token = 0; run->token < run->ntok; run->token++)
+    {
+      gboolean feed_back = run->token + 1 < run->ntok;   /* the official loop runs the
+                                                          * backbone after the last token too;
+                                                          * unused */
+      if (cancelled (run, error)
+          || !ns_token_loop_step (run->loop, run->token, feed_back, run->tokens, error)
+          || !report_token (run, error))
+        return FALSE;
+      stage (run, NS_STAGE_TOKENS, run->n * (run->token + 1), total);
+    }
+  run->timings.tokens_ms = ms_since (t0);
+  ns_token_loop_get_timings (run->loop, &run->timings.head_ms, &run->timings.backbone_ms);
+  return !cancelled (run, error) && run->b->ops->sync (run->b, error);
+}
+
 static NsResult *
 generate (Run *run, GError **error)
 {
+  gint64 t0 = g_get_monotonic_time ();
   if (!setup (run, error))
     return NULL;
   if (run->trace)
@@ -496,23 +473,18 @@ generate (Run *run, GError **error)
       for (int i = 0; i < run->n; i++)
         run->preview[i] = g_new0 (guint8, (size_t) run->r.width * run->r.height * 4);
     }
-  if (!ns_transformer_forward (run->m->transformer, run->kv, run->x, run->prompt->len,
-                               run->prompt->mask, run->h_last, NULL, run->r.cancellable, error))
+  if (!prefill (run, error) || !sample_tokens (run, error))
     return NULL;
-  for (run->token = 0; run->token < run->ntok; run->token++)
-    {
-      if (cancelled (run, error))
-        return NULL;
-      sample_token (run);
-      if (!report_token (run, error))
-        return NULL;
-      /* the official loop also runs the backbone after the last token; unused */
-      if (run->token + 1 < run->ntok && !feed_back (run, error))
-        return NULL;
-    }
-  if (cancelled (run, error) || !run->b->ops->sync (run->b, error))
+  gint64 t_vae = g_get_monotonic_time ();
+  stage (run, NS_STAGE_DECODE, 0, run->n);
+  NsResult *res = finish (run, error);
+  if (res == NULL)
     return NULL;
-  return finish (run, error);
+  stage (run, NS_STAGE_DECODE, run->n, run->n);
+  run->timings.vae_ms = ms_since (t_vae);
+  run->timings.total_ms = ms_since (t0);
+  res->timings = run->timings;
+  return res;
 }
 
 NsResult *

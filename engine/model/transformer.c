@@ -31,11 +31,13 @@ struct NsTransformer {
 
 struct NsKvCache {
   NsTransformer *tr;
-  int rows, capacity, max_step, len;
+  int rows, capacity, max_step;
+  int len;                  /* positions of prefills so far (host; decode steps count
+                             * only on the backend, in *pos) */
+  int32_t *pos;             /* backend int32: positions cached so far (the `start` of ops) */
   float **k, **v;           /* per layer [rows, kv_heads, capacity, head_dim] */
-  float *key_valid;         /* [rows, capacity] 1/0 */
+  float *key_valid;         /* [rows, capacity] 1/0; 1 until a prefill marks pads */
   float *norm, *q, *kn, *vn, *attn, *gate, *up;   /* scratch for rows·max_step */
-  int32_t *positions;       /* host [rows·max_step] */
 };
 
 #define N_MATS(s) (sizeof (s) / sizeof (NsMat))
@@ -168,21 +170,25 @@ ns_transformer_pos_embed_tokens (const NsTransformer *tr, int height_px, int wid
   return MIN (height_px, tr->pos_side) * MIN (width_px, tr->pos_side);
 }
 
+gboolean
+ns_transformer_pos_embed_rows (const NsTransformer *tr, int ntok, int width_px, int32_t *rows_of)
+{
+  if (tr->pos_embed == NULL)
+    return FALSE;
+  int crop_w = MIN (width_px, tr->pos_side);
+  for (int t = 0; t < ntok; t++)
+    rows_of[t] = (t / crop_w) * tr->pos_side + t % crop_w;
+  return TRUE;
+}
+
 void
 ns_transformer_project_out (NsTransformer *tr, float *out, const float *h, float *tmp, int n,
-                            int token, int height_px, int width_px)
+                            const int32_t *pos_rows, const int32_t *token)
 {
   const NsBackendOps *ops = tr->b->ops;
-  if (tr->pos_embed != NULL)
+  if (pos_rows != NULL)
     {
-      int crop_w = MIN (width_px, tr->pos_side);
-      int crop_h = MIN (height_px, tr->pos_side);
-      int row = token / crop_w, col = token % crop_w;
-      g_return_if_fail (row < crop_h);
-      const float *pe = tr->pos_embed + ((size_t) row * tr->pos_side + col) * tr->hidden;
-      for (int r = 0; r < n; r++)
-        ops->add (tr->b, tmp + (size_t) r * tr->hidden, h + (size_t) r * tr->hidden, pe,
-                  tr->hidden);
+      ops->add_indexed_row (tr->b, tmp, h, tr->pos_embed, pos_rows, token, n, tr->hidden);
       h = tmp;
     }
   ops->linear (tr->b, out, h, &tr->g.out_w, &tr->g.out_b, n, FALSE);
@@ -198,7 +204,6 @@ ns_kv_cache_new (NsTransformer *tr, int rows, int capacity, int max_step, GError
   kv->max_step = max_step;
   kv->k = g_new0 (float *, tr->n_layers);
   kv->v = g_new0 (float *, tr->n_layers);
-  kv->positions = g_new0 (int32_t, (size_t) rows * max_step);
   NsBackend *b = tr->b;
   size_t cache = (size_t) rows * tr->kv_heads * capacity * tr->head_dim;
   size_t r = (size_t) rows * max_step;
@@ -206,7 +211,8 @@ ns_kv_cache_new (NsTransformer *tr, int rows, int capacity, int max_step, GError
   for (int l = 0; ok && l < tr->n_layers; l++)
     ok = (kv->k[l] = b->ops->alloc (b, cache, error)) != NULL
       && (kv->v[l] = b->ops->alloc (b, cache, error)) != NULL;
-  ok = ok && (kv->key_valid = b->ops->alloc (b, (size_t) rows * capacity, error)) != NULL
+  ok = ok && (kv->pos = ns_backend_alloc_i32 (b, 1, error)) != NULL
+    && (kv->key_valid = b->ops->alloc (b, (size_t) rows * capacity, error)) != NULL
     && (kv->norm = b->ops->alloc (b, r * tr->hidden, error)) != NULL
     && (kv->q = b->ops->alloc (b, r * tr->heads * tr->head_dim, error)) != NULL
     && (kv->attn = b->ops->alloc (b, r * tr->heads * tr->head_dim, error)) != NULL
@@ -219,7 +225,25 @@ ns_kv_cache_new (NsTransformer *tr, int rows, int capacity, int max_step, GError
       ns_kv_cache_free (kv);
       return NULL;
     }
+  g_autofree float *ones = g_new (float, (size_t) rows * capacity);
+  for (size_t i = 0; i < (size_t) rows * capacity; i++)
+    ones[i] = 1.0f;
+  b->ops->write (b, kv->key_valid, ones, (size_t) rows * capacity);
   return kv;
+}
+
+void
+ns_kv_cache_skip (NsKvCache *kv, int n)
+{
+  g_return_if_fail (kv->len + n <= kv->capacity);
+  kv->tr->b->ops->counter_add (kv->tr->b, kv->pos, 1, n);
+  kv->len += n;
+}
+
+int
+ns_transformer_get_hidden (const NsTransformer *tr)
+{
+  return tr->hidden;
 }
 
 void
@@ -239,21 +263,24 @@ ns_kv_cache_free (NsKvCache *kv)
       if (kv->v[l])
         b->ops->free (b, kv->v[l]);
     }
+  ns_backend_free_any (b, kv->pos);
   g_free (kv->k);
   g_free (kv->v);
-  g_free (kv->positions);
   g_free (kv);
 }
 
-/* Marks the n new positions of each row as valid keys or pads. */
+/* Marks the n new positions of each row as valid keys or pads (the cache
+ * starts all valid, so decode steps write nothing). */
 static void
 store_key_mask (NsKvCache *kv, const int32_t *mask, int n)
 {
+  if (mask == NULL)
+    return;
   g_autofree float *valid = g_new (float, n);
   for (int s = 0; s < kv->rows; s++)
     {
       for (int i = 0; i < n; i++)
-        valid[i] = mask == NULL || mask[(size_t) s * n + i] != 0 ? 1.0f : 0.0f;
+        valid[i] = mask[(size_t) s * n + i] != 0 ? 1.0f : 0.0f;
       kv->tr->b->ops->write (kv->tr->b, kv->key_valid + (size_t) s * kv->capacity + kv->len,
                              valid, n);
     }
@@ -271,13 +298,13 @@ run_layer (NsKvCache *kv, const Layer *ly, int l, float *x, int n)
   ops->linear (b, kv->q, kv->norm, &ly->q_w, ns_weight_or_null (&ly->q_b), rn, FALSE);
   ops->linear (b, kv->kn, kv->norm, &ly->k_w, ns_weight_or_null (&ly->k_b), rn, FALSE);
   ops->linear (b, kv->vn, kv->norm, &ly->v_w, ns_weight_or_null (&ly->v_b), rn, FALSE);
-  ops->rope (b, kv->q, kv->positions, rn, tr->heads, tr->head_dim, tr->theta);
-  ops->rope (b, kv->kn, kv->positions, rn, tr->kv_heads, tr->head_dim, tr->theta);
-  ops->kv_store (b, kv->k[l], kv->kn, kv->rows, n, kv->len, tr->kv_heads, tr->head_dim,
+  ops->rope (b, kv->q, kv->pos, kv->rows, n, tr->heads, tr->head_dim, tr->theta);
+  ops->rope (b, kv->kn, kv->pos, kv->rows, n, tr->kv_heads, tr->head_dim, tr->theta);
+  ops->kv_store (b, kv->k[l], kv->kn, kv->rows, n, kv->pos, tr->kv_heads, tr->head_dim,
                  kv->capacity);
-  ops->kv_store (b, kv->v[l], kv->vn, kv->rows, n, kv->len, tr->kv_heads, tr->head_dim,
+  ops->kv_store (b, kv->v[l], kv->vn, kv->rows, n, kv->pos, tr->kv_heads, tr->head_dim,
                  kv->capacity);
-  ops->attention (b, kv->attn, kv->q, kv->k[l], kv->v[l], kv->key_valid, kv->rows, n, kv->len,
+  ops->attention (b, kv->attn, kv->q, kv->k[l], kv->v[l], kv->key_valid, kv->rows, n, kv->pos,
                   tr->heads, tr->kv_heads, tr->head_dim, kv->capacity);
   ops->linear (b, x, kv->attn, &ly->o_w, ns_weight_or_null (&ly->o_b), rn, TRUE);
 
@@ -297,6 +324,19 @@ check_cancelled (GCancellable *cancellable, GError **error)
   return FALSE;
 }
 
+/* Appends the n positions just run to the cache and puts the final-normed
+ * hidden state of each row's last one into last [rows, hidden]. */
+static void
+finish_step (NsTransformer *tr, NsKvCache *kv, const float *x, int n, float *last)
+{
+  NsBackend *b = tr->b;
+  b->ops->counter_add (b, kv->pos, 1, n);
+  for (int s = 0; s < kv->rows; s++)
+    b->ops->copy (b, kv->norm + (size_t) s * tr->hidden,
+                  x + ((size_t) s * n + n - 1) * tr->hidden, tr->hidden);
+  b->ops->rmsnorm (b, last, kv->norm, &tr->g.norm, kv->rows, tr->hidden, tr->eps);
+}
+
 gboolean
 ns_transformer_forward (NsTransformer *tr, NsKvCache *kv, float *x, int n, const int32_t *mask,
                         float *last, NsBackboneTrace *trace, GCancellable *cancellable,
@@ -305,9 +345,6 @@ ns_transformer_forward (NsTransformer *tr, NsKvCache *kv, float *x, int n, const
   g_return_val_if_fail (n <= kv->max_step && kv->len + n <= kv->capacity, FALSE);
   NsBackend *b = tr->b;
   size_t row_floats = (size_t) kv->rows * n * tr->hidden;
-  for (int s = 0; s < kv->rows; s++)
-    for (int i = 0; i < n; i++)
-      kv->positions[(size_t) s * n + i] = kv->len + i;
   store_key_mask (kv, mask, n);
   for (int l = 0; l < tr->n_layers; l++)
     {
@@ -317,15 +354,20 @@ ns_transformer_forward (NsTransformer *tr, NsKvCache *kv, float *x, int n, const
         b->ops->read (b, trace->layer_inputs + (size_t) l * row_floats, x, row_floats);
       run_layer (kv, &tr->layers[l], l, x, n);
     }
-  kv->len += n;
   if (trace && trace->hidden)
     {
       b->ops->rmsnorm (b, kv->norm, x, &tr->g.norm, kv->rows * n, tr->hidden, tr->eps);
       b->ops->read (b, trace->hidden, kv->norm, row_floats);
     }
-  for (int s = 0; s < kv->rows; s++)
-    b->ops->copy (b, kv->norm + (size_t) s * tr->hidden,
-                  x + ((size_t) s * n + n - 1) * tr->hidden, tr->hidden);
-  b->ops->rmsnorm (b, last, kv->norm, &tr->g.norm, kv->rows, tr->hidden, tr->eps);
+  finish_step (tr, kv, x, n, last);
+  kv->len += n;
   return check_cancelled (cancellable, error);
+}
+
+void
+ns_transformer_decode (NsTransformer *tr, NsKvCache *kv, float *x, float *last)
+{
+  for (int l = 0; l < tr->n_layers; l++)
+    run_layer (kv, &tr->layers[l], l, x, 1);
+  finish_step (tr, kv, x, 1, last);
 }

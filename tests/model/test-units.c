@@ -7,6 +7,7 @@
 #include "golden-run.h"
 #include "model/pipeline-private.h"
 #include "files/safetensors.h"
+#include "philox.h"
 
 static const char *const cases[] = { "t2i-tiny", "edit-tiny" };
 
@@ -64,7 +65,8 @@ test_rng_normal (void)
   g_assert_true (memcmp (a, b, sizeof a) != 0);
 }
 
-/* --noise: draw j of token t for image i is noise[t, j, i]. */
+/* --noise: draw j of token t for image i is noise[t, j, i], as the CPU
+ * backend's noise op hands it out. */
 static void
 test_noise_file (void)
 {
@@ -77,16 +79,18 @@ test_noise_file (void)
   const NsTensorView *ref = ns_tensor_store_find (run->tensors, "noise");
   int ntok = (int) ref->shape[0], k = (int) ref->shape[1], n = (int) ref->shape[2];
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsNoise) noise = ns_noise_new_file (run->tensors_path, ntok, k, n, 64, &error);
+  g_autofree float *table = ns_noise_load_file (run->tensors_path, ntok, k, n, 64, &error);
   g_assert_no_error (error);
+  NsBackend *cpu = ns_backend_cpu_new (1);
+  int32_t token = ntok - 1;
   float draw[2 * 64];
-  ns_noise_draw (noise, ntok - 1, k - 2, draw);
+  cpu->ops->noise (cpu, draw, n, 64, 0, table, k, &token, k - 2);
   size_t at = (((size_t) (ntok - 1) * k + (k - 2)) * n) * 64;
   for (int i = 0; i < n * 64; i++)
     g_assert_cmpfloat (draw[i], ==, ns_tensor_get_f32 (ref, (int64_t) (at + i)));
-  NsNoise *bad = ns_noise_new_file (run->tensors_path, ntok, k + 1, n, 64, &error);
-  g_assert_null (bad);
+  g_assert_null (ns_noise_load_file (run->tensors_path, ntok, k + 1, n, 64, &error));
   g_assert_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT);
+  ns_backend_destroy (cpu);
   golden_run_free (run);
 }
 
@@ -108,10 +112,11 @@ check_run_schedule (const GoldenRun *run)
   int ntok = (int) cfg_iter->shape[0];
   NsCfgSchedule schedule = strcmp (run->cfg_schedule, "linear") == 0 ? NS_CFG_LINEAR
                                                                      : NS_CFG_CONSTANT;
+  NsCfgParams params = { run->cfg, run->cfg_img, schedule == NS_CFG_LINEAR, ntok };
   for (int t = 0; t < ntok; t++)
     {
       double c, ci;
-      ns_cfg_for_token (schedule, run->cfg, run->cfg_img, t, ntok, &c, &ci);
+      ns_cfg_scales (&params, t, &c, &ci);
       g_assert_cmpfloat_with_epsilon (c, ns_tensor_get_f64 (cfg_iter, 2 * t), 1e-12);
       g_assert_cmpfloat_with_epsilon (ci, ns_tensor_get_f64 (cfg_iter, 2 * t + 1), 1e-12);
     }
@@ -143,8 +148,9 @@ static void
 test_linear_schedule (void)
 {
   double c0, ci0, c_last, ci_last;
-  ns_cfg_for_token (NS_CFG_LINEAR, 5.0, 3.0, 0, 10, &c0, &ci0);
-  ns_cfg_for_token (NS_CFG_LINEAR, 5.0, 3.0, 9, 10, &c_last, &ci_last);
+  const NsCfgParams params = { 5.0, 3.0, TRUE, 10 };
+  ns_cfg_scales (&params, 0, &c0, &ci0);
+  ns_cfg_scales (&params, 9, &c_last, &ci_last);
   g_assert_cmpfloat (c0, ==, 5.0);
   g_assert_cmpfloat (ci0, ==, 3.0);
   g_assert_cmpfloat_with_epsilon (c_last, 1.4, 1e-12);

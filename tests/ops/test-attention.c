@@ -6,9 +6,9 @@
 #define ATTENTION_TOL 2e-6
 
 typedef struct {
-  int rows, heads, head_dim;
+  int batch, n, heads, head_dim;
   double theta;
-  const int32_t *positions;
+  int32_t start;
   const float *x;
 } RopeCase;
 
@@ -16,9 +16,9 @@ static float *
 run_rope (NsBackend *b, gconstpointer data)
 {
   const RopeCase *rc = data;
-  size_t n = (size_t) rc->rows * rc->heads * rc->head_dim;
+  size_t n = (size_t) rc->batch * rc->n * rc->heads * rc->head_dim;
   float *x = ops_upload (b, rc->x, n);
-  b->ops->rope (b, x, rc->positions, rc->rows, rc->heads, rc->head_dim, rc->theta);
+  b->ops->rope (b, x, &rc->start, rc->batch, rc->n, rc->heads, rc->head_dim, rc->theta);
   float *result = ops_download (b, x, n);
   b->ops->free (b, x);
   return result;
@@ -28,27 +28,23 @@ static void
 test_rope (void)
 {
   g_autoptr (GRand) rng = g_rand_new_with_seed (51);
-  /* 70 rows × 4 heads × 128 is past the size where rope goes multi-threaded. */
-  int32_t positions[70];
-  for (int r = 0; r < 70; r++)
-    positions[r] = r * r * 3;
+  /* 2 × 35 rows × 4 heads × 128 is past the size where rope goes multi-threaded. */
   const int dims[] = { 2, 8, 128 };
   const double thetas[] = { 1e6, 1e4 };
   for (int d = 0; d < (int) G_N_ELEMENTS (dims); d++)
     for (int t = 0; t < 2; t++)
       {
-        RopeCase rc = { .rows = dims[d] == 128 ? 70 : 3, .heads = 4, .head_dim = dims[d],
-                        .theta = thetas[t],
-                        .positions = positions };
+        RopeCase rc = { .batch = 2, .n = dims[d] == 128 ? 35 : 3, .heads = 4,
+                        .head_dim = dims[d], .theta = thetas[t], .start = 9000 + 17 * t };
         int half = rc.head_dim / 2;
-        size_t n = (size_t) rc.rows * rc.heads * rc.head_dim;
+        size_t n = (size_t) rc.batch * rc.n * rc.heads * rc.head_dim;
         g_autofree float *x = ops_random (rng, n, 1.0f);
         g_autofree double *ref = g_new (double, n);
         for (size_t v = 0; v < n; v += rc.head_dim)
           for (int i = 0; i < half; i++)
             {
-              double angle = positions[v / (rc.heads * rc.head_dim)]
-                             * pow (rc.theta, -2.0 * i / rc.head_dim);
+              int row = (int) (v / ((size_t) rc.heads * rc.head_dim));
+              double angle = (rc.start + row % rc.n) * pow (rc.theta, -2.0 * i / rc.head_dim);
               double x1 = x[v + i], x2 = x[v + i + half];
               ref[v + i] = x1 * cos (angle) - x2 * sin (angle);
               ref[v + i + half] = x2 * cos (angle) + x1 * sin (angle);
@@ -76,7 +72,8 @@ run_kv_store (NsBackend *b, gconstpointer data)
   const KvCase *kc = data;
   float *cache = ops_upload (b, kc->cache, cache_size (kc));
   float *src = ops_upload (b, kc->src, (size_t) kc->batch * kc->n * kc->kv_heads * kc->head_dim);
-  b->ops->kv_store (b, cache, src, kc->batch, kc->n, kc->start, kc->kv_heads, kc->head_dim,
+  int32_t start = kc->start;
+  b->ops->kv_store (b, cache, src, kc->batch, kc->n, &start, kc->kv_heads, kc->head_dim,
                     kc->capacity);
   float *result = ops_download (b, cache, cache_size (kc));
   b->ops->free (b, cache);
@@ -163,7 +160,8 @@ run_attention (NsBackend *b, gconstpointer data)
   float *v = ops_upload (b, ac->v, kv_size (ac));
   float *valid = ops_upload (b, ac->valid, (size_t) ac->batch * ac->capacity);
   float *out = ops_poisoned (b, q_size (ac));
-  b->ops->attention (b, out, q, k, v, valid, ac->batch, ac->n, ac->start, ac->heads,
+  int32_t start = ac->start;
+  b->ops->attention (b, out, q, k, v, valid, ac->batch, ac->n, &start, ac->heads,
                      ac->kv_heads, ac->head_dim, ac->capacity);
   float *result = ops_download (b, out, q_size (ac));
   for (float *p[] = { q, k, v, valid, out }, **it = p; it < p + G_N_ELEMENTS (p); it++)
