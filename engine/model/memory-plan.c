@@ -1,6 +1,8 @@
 /* memory-plan.c — see memory-plan.h. The counts mirror what the model code
  * allocates (transformer.c, fm-head.c, pipeline.c, vae-net.c); they are
  * estimates to a few percent, not a ledger. */
+#include <string.h>
+
 #include "model/memory-plan.h"
 #include "model/arch.h"
 #include "model/vae-private.h"
@@ -129,20 +131,51 @@ ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat
                 + plan->vae_workspace;
 }
 
+/* What to try instead, for the refusal. */
+static const char *
+plan_advice (NsPlanMemory memory, gboolean quantized)
+{
+  switch (memory)
+    {
+    case NS_PLAN_GPU:
+      return quantized ? "try a smaller image or --backend cpu"
+                       : "try --weights int8, a smaller image or --backend cpu";
+    case NS_PLAN_RAM:
+      return quantized ? "close other programs, try a smaller image, or use a machine with "
+                         "more RAM"
+                       : "try --weights int8 (quantize once with `nextstep convert --weights "
+                         "int8`), a smaller image, or close other programs";
+    default:
+      return quantized ? "try a smaller image or a larger --device-memory-cap"
+                       : "try --weights int8, a smaller image or a larger --device-memory-cap";
+    }
+}
+
 gboolean
-ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, gboolean gpu,
+ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, NsPlanMemory memory,
                       NsWeightFormat format, GError **error)
 {
   if (plan->total <= available)
     return TRUE;
+  static const char *const names[] = { "GPU memory", "RAM", "device memory" };
   gboolean quantized = format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8;
   g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
-               "needs %.1f GB of %s memory, %.1f GB free: try %sa smaller image%s (weights "
-               "%.1f GB, KV cache %.1f GB, VAE %.1f GB, activations %.1f GB)",
-               plan->total / 1e9, gpu ? "GPU" : "device", available / 1e9,
-               quantized ? "" : "--weights int8, ",
-               gpu ? " or --backend cpu" : " or a larger --device-memory-cap",
+               "needs %.1f GB of %s, %.1f GB %s: %s (%s weights %.1f GB, KV cache %.1f GB, "
+               "VAE %.1f GB, activations %.1f GB)",
+               plan->total / 1e9, names[memory], available / 1e9,
+               memory == NS_PLAN_RAM ? "available" : "free", plan_advice (memory, quantized),
+               ns_weight_format_name (format == NS_WEIGHTS_AUTO ? NS_WEIGHTS_BF16 : format),
                plan->weights / 1e9, plan->kv_cache / 1e9,
                (plan->vae_weights + plan->vae_workspace) / 1e9, plan->activations / 1e9);
   return FALSE;
+}
+
+guint64
+ns_memory_available_ram (void)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents ("/proc/meminfo", &text, NULL, NULL))
+    return 0;
+  const char *line = strstr (text, "MemAvailable:");
+  return line ? g_ascii_strtoull (line + strlen ("MemAvailable:"), NULL, 10) * 1024 : 0;
 }

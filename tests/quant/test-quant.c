@@ -282,12 +282,12 @@ test_plan_real (void)
   g_assert_cmpfloat (bf16.vae_weights / 1e9, >, 0.25);
   g_assert_cmpfloat (bf16.vae_weights / 1e9, <, 0.40);
   g_autoptr (GError) refused = NULL;
-  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 24e9, TRUE, NS_WEIGHTS_BF16, &refused));
+  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 24e9, NS_PLAN_GPU, NS_WEIGHTS_BF16, &refused));
   g_assert_error (refused, NS_ERROR, NS_ERROR_OUT_OF_MEMORY);
   g_assert_true (g_str_has_prefix (refused->message, "needs "));
   g_assert_nonnull (strstr (refused->message, " GB of GPU memory, 24.0 GB free: try --weights int8, "
                                               "a smaller image or --backend cpu"));
-  g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, TRUE, NS_WEIGHTS_INT8, NULL));
+  g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, NS_PLAN_GPU, NS_WEIGHTS_INT8, NULL));
   ns_model_config_clear (&cfg);
 }
 
@@ -350,7 +350,7 @@ test_convert_round_trip (void)
   g_autofree char *path = g_build_filename (dir, "cache", "w.safetensors", NULL);
   g_autoptr (GError) error = NULL;
   g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
-  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_FP8, 1, path, &error));
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_FP8, 1, path, NULL, NULL, &error));
   g_autoptr (NsTensorStore) cache = ns_weight_cache_open (path, dir, NS_WEIGHTS_FP8, 1, &error);
   g_assert_no_error (error);
   g_assert_nonnull (cache);
@@ -400,7 +400,7 @@ test_convert_disk_full (void)
       signal (SIGXFSZ, SIG_IGN);
       struct rlimit lim = { 4096, 4096 };
       g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &lim), ==, 0);
-      g_assert_false (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+      g_assert_false (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, NULL, NULL, &error));
       g_printerr ("%s\n", error->message);
       return;
     }
@@ -428,7 +428,7 @@ tokens_with_cache (const char *dir, const NsTensorStore *store, size_t *n)
 {
   g_autofree char *path = ns_weight_cache_default_path (dir, NS_WEIGHTS_INT8);
   g_autoptr (GError) error = NULL;
-  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, NULL, NULL, &error));
   g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
   NsModel *m = load_model (dir, vae, NS_WEIGHTS_INT8);
   GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-nocfg-32");
