@@ -2,16 +2,16 @@
  *
  * Decode (a few rows) is bound by streaming W from memory: each weight row
  * is read once, widened to f32 in registers, and dotted with every x row
- * while it is in L1. Prefill (many rows) is bound by arithmetic: the blocked
- * matmul packs W once per column block and reuses it from cache for all rows. */
+ * while it is in L1. Prefill (many rows) is bound by arithmetic: the BLAS. */
 #include "cpu-backend.h"
 
-#define GEMV_MAX_ROWS 8       /* above this, the blocked matmul wins */
+#define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
 #define GEMV_GROUP 4          /* x rows one pass over a weight row serves */
 #define GEMV_LINE 64          /* weight bytes per loop step: one cache line, one prefetch */
 #define GEMV_X_BYTES 16384    /* x (all rows) of one column block: stays in L1 */
 #define GEMV_AHEAD_ROWS 2     /* the weight stream is prefetched this many W rows ahead */
 #define GEMV_CHUNK 1024       /* F16 weights per conversion: 4 KiB of f32 */
+#define PREFILL_PANEL_FLOATS (8 << 20)   /* W widened per sgemm call: 32 MiB */
 
 /* How dot_rows widens the weights; a compile-time constant in every clone. */
 typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8 } WeightKind;
@@ -269,21 +269,33 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
   g_free (xd);
 }
 
-/* The matmul's B[k, n] is W[n, k]: pack converts W rows and transposes. */
+/* Prefill: the BLAS does the arithmetic-bound product. W is widened to f32
+ * a panel of output rows at a time (exactly, the GEMV's values), so the
+ * f32 copy stays small (it is written and read by the same threads, the
+ * same static split) and the BLAS sees plain sgemm:
+ * y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
 static void
-pack_weight (const void *ctx, float *dst, int n0, int nr, int k0, int kb)
+prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
-  const NsMat *w = ctx;
-  float row[NS_CPU_KB];
-  for (int j = 0; j < NS_CPU_NR; j++)
+  int cols = w->cols;
+  if (w->dtype == NS_DTYPE_F32)
     {
-      if (j < nr)
-        ns_cpu_convert (row, w, (size_t) (n0 + j) * w->cols + k0, kb);
-      else
-        memset (row, 0, kb * sizeof (float));
-      for (int kk = 0; kk < kb; kk++)
-        dst[kk * NS_CPU_NR + j] = row[kk];
+      ns_cpu_sgemm (b, FALSE, TRUE, rows, w->rows, cols, 1.0f, x, cols, w->data, cols, 1.0f, y,
+                    w->rows);
+      return;
     }
+  int block = MAX (1, MIN (w->rows, PREFILL_PANEL_FLOATS / cols));
+  float *panel = g_new (float, (size_t) block * cols);
+  for (int o0 = 0; o0 < w->rows; o0 += block)
+    {
+      int nb = MIN (block, w->rows - o0);
+#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static)
+      for (int o = 0; o < nb; o++)
+        ns_cpu_convert (panel + (size_t) o * cols, w, (size_t) (o0 + o) * cols, cols);
+      ns_cpu_sgemm (b, FALSE, TRUE, rows, nb, cols, 1.0f, x, cols, panel, cols, 1.0f, y + o0,
+                    w->rows);
+    }
+  g_free (panel);
 }
 
 /* y rows start from 0 (or their old value when accumulating), plus bias. */
@@ -311,5 +323,5 @@ ns_cpu_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsM
   if (rows <= GEMV_MAX_ROWS)
     gemv (b, y, x, w, rows);
   else
-    ns_cpu_matmul (b, y, w->rows, x, w->cols, rows, w->rows, w->cols, pack_weight, w);
+    prefill (b, y, x, w, rows);
 }
