@@ -7,7 +7,7 @@
 
 #define RW G_PARAM_READWRITE
 
-/* "" stands for "the model's default" (nextstep-model.md §9), so a script
+/* "" stands for "the model's default" (docs/model.md §9), so a script
  * can ask for the default without knowing which checkpoint is loaded. */
 static const char *const samplers[] = { "", "hf-sde", "gh-grid", "ode", NULL };
 static const char *const backends[] = { "auto", "cpu", "cuda", NULL };

@@ -35,7 +35,7 @@ typedef struct {
   NsWeightFormat weights;
 } NsModelKey;
 
-/* The loaded model's defaults (model doc §9), from ns_request_resolve. */
+/* The loaded model's defaults (docs/model.md §9), from ns_request_resolve. */
 typedef struct {
   NsModelKind   kind;
   NsBackendKind backend;        /* the backend really used */

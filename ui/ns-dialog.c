@@ -44,7 +44,7 @@ static const Choice backend_choices[] = {
   { NS_BACKEND_CPU, N_("CPU") },
   { NS_BACKEND_CUDA, N_("NVIDIA GPU (CUDA)") },
 };
-/* 16-px token grids the model was trained on (model doc §10); 512² is advised. */
+/* 16-px token grids the model was trained on (docs/model.md §10); 512² is advised. */
 static const struct { int width, height; } size_presets[] = {
   { 512, 512 }, { 768, 512 }, { 512, 768 }, { 640, 384 }, { 384, 640 }, { 256, 256 },
 };

@@ -238,6 +238,9 @@ run_request (Args *a, gboolean edit)
       return fail (error);
     }
   say_choices (model, &lo, progress);
+  g_autofree char *warning = ns_model_mode_warning (model, r.mode);
+  if (warning != NULL)
+    fprintf (stderr, "Warning: %s\n", warning);
 
   r.on_stage = on_stage;
   r.timings = a->timings;

@@ -8,7 +8,7 @@
  * model to measure the engine on. Its 28 GB of weights are made while they
  * are written, a few MiB at a time, so it needs little memory.
  *
- * Weights follow the golden README's "Weights are random" rule: matrices
+ * Weights follow the recipe of the golden tiny models: matrices
  * N(0, 1/fan_in) (embeddings and lm_head N(0, 1), adaLN ×0.5,
  * image_in_projector ×2, VAE decoder.conv_out ×0.5), norm gains 1 + 0.1 N,
  * biases 0.05 N — non-zero where the official init zeroes (adaLN, final
@@ -529,7 +529,7 @@ write_vae_config (const char *dir, const NsVaeConfig *v, GError **error)
 /* A small VAE (ch 32, 4 levels, one block each); the edit model's also
  * exercises psz 2 and a non-trivial scale/shift, as the golden edit VAE does.
  * Full size: the published Flux VAE shapes (ch 128, ch_mult 1 2 4 4, two
- * blocks per level), scale 1 and shift 0 (model doc §11). */
+ * blocks per level), scale 1 and shift 0 (docs/model.md §11). */
 static void
 vae_config (NsVaeConfig *v, gboolean edit, gboolean full)
 {
@@ -580,7 +580,7 @@ write_vae (const char *model_dir, const NsVaeConfig *v, Normal *rand, GError **e
 
 /* ---- the command ---------------------------------------------------------- */
 
-/* NextStep-1.1's shapes (model doc §4, §7). */
+/* NextStep-1.1's shapes (docs/model.md). */
 static void
 full_config (NsModelConfig *c)
 {

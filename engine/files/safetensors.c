@@ -8,113 +8,15 @@
 #include <json-glib/json-glib.h>
 
 #include "files/file-util.h"
+#include "files/json-load.h"
 #include "files/safetensors.h"
 
 /* The official reader refuses headers over 100 MB; so do we. */
 #define HEADER_MAX 100000000u
 #define INDEX_NAME "model.safetensors.index.json"
 
-/* ---- JSON with duplicate detection ---- */
-
-/* json-glib keeps only the last of duplicate members, silently. It emits
- * "object-member" after adding each member, so a member that does not grow
- * its object was a duplicate. */
-typedef struct {
-  GHashTable *counts;     /* JsonObject* → members seen */
-  char *duplicate;        /* first duplicated member name */
-} DupCheck;
-
-static void
-on_object_member (JsonParser *parser, JsonObject *object, const char *name, gpointer data)
-{
-  (void) parser;
-  DupCheck *dc = data;
-  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (dc->counts, object)) + 1;
-  g_hash_table_insert (dc->counts, object, GUINT_TO_POINTER (n));
-  if (n != json_object_get_size (object) && dc->duplicate == NULL)
-    dc->duplicate = g_strdup (name);
-}
-
-/* json-glib's parser recurses once per nesting level, so a hostile header
- * of a million '[' would overflow the C stack. Headers and indexes nest
- * three levels; refuse anything deep before parsing. */
-#define JSON_DEPTH_MAX 32
-
-static gboolean
-json_depth_ok (const char *text, gsize len)
-{
-  int depth = 0;
-  gboolean in_string = FALSE;
-  for (gsize i = 0; i < len; i++)
-    {
-      char c = text[i];
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if ((c == '[' || c == '{') && ++depth > JSON_DEPTH_MAX)
-        return FALSE;
-      else if (c == ']' || c == '}')
-        depth--;
-    }
-  return TRUE;
-}
-
-/* Parses `len` bytes of JSON whose root must be an object. `what` names the
- * text in messages ("the header of X"). */
-static JsonParser *
-parse_json_object (const char *text, gsize len, const char *what, GError **error)
-{
-  if (len > G_MAXSSIZE || !g_utf8_validate_len (text, len, NULL))
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s is not UTF-8 text (damaged file?)", what);
-      return NULL;
-    }
-  /* json-glib's answer for empty or blank text varies between builds */
-  gsize first = 0;
-  while (first < len && g_ascii_isspace (text[first]))
-    first++;
-  if (first == len || text[first] != '{')
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s is not a JSON object", what);
-      return NULL;
-    }
-  if (!json_depth_ok (text, len))
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s nests JSON deeper than %d levels (damaged file?)",
-                     what, JSON_DEPTH_MAX);
-      return NULL;
-    }
-  JsonParser *parser = json_parser_new_immutable ();
-  DupCheck dc = { g_hash_table_new (NULL, NULL), NULL };
-  g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member), &dc);
-  g_autoptr (GError) local = NULL;
-  gboolean ok = json_parser_load_from_data (parser, text, (gssize) len, &local);
-  g_signal_handlers_disconnect_by_data (parser, &dc);
-  g_hash_table_unref (dc.counts);
-  if (!ok)
-    ns_files_fail (error, NS_ERROR_FORMAT, "%s is not valid JSON: %s", what, local->message);
-  else if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    ok = ns_files_fail (error, NS_ERROR_FORMAT, "%s is not a JSON object", what);
-  else if (dc.duplicate != NULL)
-    ok = ns_files_fail (error, NS_ERROR_FORMAT, "%s has the key '%s' twice; keys must be unique",
-                        what, dc.duplicate);
-  g_free (dc.duplicate);
-  if (!ok)
-    g_clear_object (&parser);
-  return parser;
-}
-
-static JsonObject *
-root_object (JsonParser *parser)
-{
-  return json_node_get_object (json_parser_get_root (parser));
-}
+/* Messages about a damaged header or index end with this. */
+#define JSON_HINT "the file is damaged: download it again"
 
 /* An integer JSON value ≥ 0 (not a float, bool or string). */
 static gboolean
@@ -129,7 +31,7 @@ json_uint (JsonNode *node, gint64 *out)
 /* ---- header ---- */
 
 typedef struct {
-  const char *name;       /* owned by the parser */
+  const char *name;       /* owned by the header object */
   NsDType dtype;
   int n_dims;
   int64_t shape[NS_TENSOR_MAX_DIMS];
@@ -304,13 +206,14 @@ ns_safetensors_parse (NsTensorStore *store, const guint8 *data, gsize size, cons
                           "(%" G_GSIZE_FORMAT " bytes) or the %u-byte limit; the file is truncated "
                           "or not safetensors", label, n, size, HEADER_MAX);
   g_autofree char *what = g_strdup_printf ("%s: the header", label);
-  g_autoptr (JsonParser) parser = parse_json_object ((const char *) data + 8, n, what, error);
-  if (parser == NULL)
+  g_autoptr (JsonObject) header = ns_json_load_object ((const char *) data + 8, n, what,
+                                                       JSON_HINT, NS_JSON_UNIQUE_KEYS, error);
+  if (header == NULL)
     return FALSE;
   const guint8 *area = data + 8 + n;
   guint64 area_size = size - 8 - n;
   g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (Entry));
-  if (!read_header (root_object (parser), label, area_size, entries, error))
+  if (!read_header (header, label, area_size, entries, error))
     return FALSE;
   /* all or nothing: check names against the store before adding any */
   for (guint i = 0; i < entries->len; i++)
@@ -365,10 +268,11 @@ ns_safetensors_parse_index (const char *json, gsize size, const char *label,
                             GHashTable **weight_map_out, GError **error)
 {
   g_return_val_if_fail (json != NULL || size == 0, NULL);
-  g_autoptr (JsonParser) parser = parse_json_object (json, size, label, error);
-  if (parser == NULL)
+  g_autoptr (JsonObject) index = ns_json_load_object (json, size, label, JSON_HINT,
+                                                      NS_JSON_UNIQUE_KEYS, error);
+  if (index == NULL)
     return NULL;
-  JsonNode *node = json_object_get_member (root_object (parser), "weight_map");
+  JsonNode *node = json_object_get_member (index, "weight_map");
   if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
     {
       ns_files_fail (error, NS_ERROR_FORMAT, "%s has no \"weight_map\" object", label);

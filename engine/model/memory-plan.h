@@ -9,7 +9,7 @@
 G_BEGIN_DECLS
 
 /* Tokens a prompt is planned for at load time (the template plus a long
- * caption; model doc §4 prompts are 100–300 tokens). */
+ * caption; docs/model.md §4: prompts are 100–300 tokens). */
 #define NS_PLAN_PROMPT_TOKENS 512
 
 typedef struct {

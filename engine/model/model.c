@@ -336,6 +336,17 @@ ns_model_free (NsModel *m)
   g_free (m);
 }
 
+/* The kind is a hint, not a gate: the official pipeline edits with any
+ * NextStep checkpoint, only NextStep-1-Large-Edit was trained for it. */
+char *
+ns_model_mode_warning (const NsModel *m, NsMode mode)
+{
+  if (mode != NS_MODE_EDIT || m->kind == NS_MODEL_KIND_EDIT)
+    return NULL;
+  return g_strdup_printf ("%s looks like a text-to-image checkpoint; edits may be poor "
+                          "(NextStep-1-Large-Edit is the model trained for editing)", m->dir);
+}
+
 NsModelKind
 ns_model_get_kind (const NsModel *m)
 {
@@ -419,11 +430,9 @@ invalid (GError **error, const char *format, ...)
 static gboolean
 validate_edit_input (const NsModel *m, const NsRequest *r, GError **error)
 {
+  (void) m;
   if (r->mode != NS_MODE_EDIT)
     return TRUE;
-  if (m->kind != NS_MODEL_KIND_EDIT)
-    return invalid (error, "%s is a text-to-image model; editing needs NextStep-1-Large-Edit",
-                    m->dir);
   if (r->input.rgba == NULL || r->input.width <= 0 || r->input.height <= 0
       || r->input.stride < 4 * r->input.width)
     return invalid (error, "Editing needs an input image (RGBA8, positive size, stride ≥ 4·width)");

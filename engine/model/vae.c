@@ -1,5 +1,5 @@
 /* model/vae.c — the Flux-style VAE: its tensor layout derived from the
- * config (model doc §11), the checkpoint check, loading, and the public
+ * config (docs/model.md §11), the checkpoint check, loading, and the public
  * encode/decode entry points. The forward passes are in vae-net.c, tiling in
  * vae-tile.c, the preview map in vae-preview.c. */
 #include <math.h>

@@ -1,6 +1,6 @@
 /* vae.h — the Flux-style f8 VAE (encoder for editing, decoder for every
  * image), written once against the backend ops table. Model doc §11,
- * golden README "Unit tensors". */
+ * docs/model.md §11. */
 #pragma once
 
 #include <glib.h>

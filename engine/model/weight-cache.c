@@ -7,6 +7,7 @@
 
 #include "model/weight-cache.h"
 #include "cpu/quant.h"
+#include "files/json-load.h"
 #include "files/safetensors.h"
 
 char *
@@ -146,14 +147,13 @@ read_metadata (const char *path, GError **error)
   guint64 len = 0;
   for (int i = 0; i < 8 && size >= 8; i++)
     len |= (guint64) p[i] << (8 * i);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (size < 8 || len > size - 8
-      || !json_parser_load_from_data (parser, (const char *) p + 8, (gssize) len, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (size < 8 || len > size - 8)
     return NULL;
-  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
-  JsonObject *meta = json_object_get_object_member (root, "__metadata__");
-  return meta ? json_object_ref (meta) : NULL;
+  g_autoptr (JsonObject) root = ns_json_load_object ((const char *) p + 8, len, path, NULL,
+                                                     NS_JSON_UNIQUE_KEYS, NULL);
+  JsonNode *meta = root ? json_object_get_member (root, "__metadata__") : NULL;
+  return meta && JSON_NODE_HOLDS_OBJECT (meta) ? json_object_ref (json_node_get_object (meta))
+                                               : NULL;
 }
 
 NsTensorStore *

@@ -252,8 +252,8 @@ static const char *real_vae =
   "{\"resolution\": 256, \"in_channels\": 3, \"out_ch\": 3, \"ch\": 128, \"ch_mult\": [1, 2, 4, 4],"
   " \"num_res_blocks\": 2, \"z_channels\": 16, \"scaling_factor\": 1.0, \"shift_factor\": 0.0}";
 
-/* The 14B shapes: model doc / engine-performance §1 put the image-loop
- * weights at 13.24 B params plus embed_tokens 0.78 B. */
+/* The 14B shapes (per-part parameter counts in docs/model.md §2): the
+ * image-loop weights are about 13.2 B params, embed_tokens 0.78 B. */
 static void
 test_plan_real (void)
 {
