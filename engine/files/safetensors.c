@@ -436,8 +436,13 @@ typedef struct {
   NsDType dtype;
   int n_dims;
   int64_t shape[NS_TENSOR_MAX_DIMS];
-  GBytes *data;
+  guint64 size;                 /* bytes of data */
+  GBytes *data;                 /* the data, or NULL when `fill` makes it at save time */
+  NsSafetensorsFillFunc fill;
+  gpointer fill_data;
 } WriterEntry;
+
+#define FILL_CHUNK (16u << 20)  /* bytes a fill call makes at once */
 
 struct NsSafetensorsWriter {
   GPtrArray *entries;     /* WriterEntry*, in order added */
@@ -450,7 +455,8 @@ writer_entry_free (gpointer p)
 {
   WriterEntry *e = p;
   g_free (e->name);
-  g_bytes_unref (e->data);
+  if (e->data)
+    g_bytes_unref (e->data);
   g_free (e);
 }
 
@@ -473,25 +479,53 @@ ns_safetensors_writer_free (NsSafetensorsWriter *w)
   g_free (w);
 }
 
-void
-ns_safetensors_writer_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
-                           const int64_t *shape, const void *data)
+/* A new entry of `name` with its byte count, or NULL (after a critical)
+ * when the arguments are wrong. */
+static WriterEntry *
+writer_entry_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
+                  const int64_t *shape)
 {
-  g_return_if_fail (w != NULL && name != NULL && dtype < NS_DTYPE_COUNT);
-  g_return_if_fail (n_dims >= 0 && n_dims <= NS_TENSOR_MAX_DIMS && (shape != NULL || n_dims == 0));
+  g_return_val_if_fail (w != NULL && name != NULL && dtype < NS_DTYPE_COUNT, NULL);
+  g_return_val_if_fail (n_dims >= 0 && n_dims <= NS_TENSOR_MAX_DIMS
+                        && (shape != NULL || n_dims == 0), NULL);
   guint64 bytes = ns_dtype_size (dtype);
   for (int d = 0; d < n_dims; d++)
-    g_return_if_fail (shape[d] >= 0 && g_uint64_checked_mul (&bytes, bytes, (guint64) shape[d]));
-  g_return_if_fail (bytes <= G_MAXSIZE && (data != NULL || bytes == 0));
+    g_return_val_if_fail (shape[d] >= 0 && g_uint64_checked_mul (&bytes, bytes, (guint64) shape[d]),
+                          NULL);
+  g_return_val_if_fail (bytes <= G_MAXSIZE, NULL);
   WriterEntry *e = g_new0 (WriterEntry, 1);
   e->name = g_strdup (name);
   e->dtype = dtype;
   e->n_dims = n_dims;
   if (n_dims > 0)
     memcpy (e->shape, shape, (size_t) n_dims * sizeof *shape);
-  e->data = g_bytes_new (data, (gsize) bytes);
+  e->size = bytes;
   g_ptr_array_add (w->entries, e);
   w->data_size += (gsize) bytes;
+  return e;
+}
+
+void
+ns_safetensors_writer_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
+                           const int64_t *shape, const void *data)
+{
+  WriterEntry *e = writer_entry_add (w, name, dtype, n_dims, shape);
+  if (e != NULL)
+    e->data = g_bytes_new (data, (gsize) e->size);
+}
+
+void
+ns_safetensors_writer_add_fill (NsSafetensorsWriter *w, const char *name, NsDType dtype,
+                                int n_dims, const int64_t *shape, NsSafetensorsFillFunc fill,
+                                gpointer fill_data)
+{
+  g_return_if_fail (fill != NULL);
+  WriterEntry *e = writer_entry_add (w, name, dtype, n_dims, shape);
+  if (e != NULL)
+    {
+      e->fill = fill;
+      e->fill_data = fill_data;
+    }
 }
 
 void
@@ -543,7 +577,7 @@ writer_header (NsSafetensorsWriter *w, const char *path, gsize *len, GError **er
       json_builder_set_member_name (b, "data_offsets");
       json_builder_begin_array (b);
       json_builder_add_int_value (b, (gint64) offset);
-      offset += g_bytes_get_size (e->data);
+      offset += e->size;
       json_builder_add_int_value (b, (gint64) offset);
       json_builder_end_array (b);
       json_builder_end_object (b);
@@ -558,6 +592,24 @@ writer_header (NsSafetensorsWriter *w, const char *path, gsize *len, GError **er
     g_string_append_c (text, ' ');
   *len = text->len;
   return g_string_free (text, FALSE);
+}
+
+/* The data of one entry: as added, or made by its fill function a chunk at
+ * a time so that no more than FILL_CHUNK bytes of it are ever in memory. */
+static gboolean
+write_entry (NsFilesOut *out, const WriterEntry *e, GError **error)
+{
+  if (e->fill == NULL)
+    return ns_files_out_write (out, g_bytes_get_data (e->data, NULL), e->size, error);
+  g_autofree guint8 *chunk = g_malloc (MIN (e->size, FILL_CHUNK) + 1);
+  for (guint64 at = 0; at < e->size; at += FILL_CHUNK)
+    {
+      gsize n = (gsize) MIN (FILL_CHUNK, e->size - at);
+      e->fill (chunk, at, n, e->fill_data);
+      if (!ns_files_out_write (out, chunk, n, error))
+        return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean
@@ -576,10 +628,7 @@ ns_safetensors_writer_save (NsSafetensorsWriter *w, const char *path, GError **e
   gboolean ok = ns_files_out_write (out, len_le->data, len_le->len, error)
                 && ns_files_out_write (out, header, len, error);
   for (guint i = 0; ok && i < w->entries->len; i++)
-    {
-      GBytes *data = ((WriterEntry *) g_ptr_array_index (w->entries, i))->data;
-      ok = ns_files_out_write (out, g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
-    }
+    ok = write_entry (out, g_ptr_array_index (w->entries, i), error);
   if (!ok)
     {
       ns_files_out_abort (out);

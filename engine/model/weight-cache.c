@@ -91,17 +91,23 @@ add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype)
 gboolean
 ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,
                        NsWeightFormat format, int64_t min_quant, const char *path,
-                       GError **error)
+                       NsLoadProgressFunc progress, gpointer progress_data, GError **error)
 {
   g_return_val_if_fail (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8, FALSE);
   /* Which tensors upload would quantize: the backend rule, on a template. */
   NsBackend rule = { 0 };
   ns_backend_set_weight_format (&rule, format, min_quant);
   g_autoptr (NsSafetensorsWriter) w = ns_safetensors_writer_new ();
+  guint64 total = 0, done = 0;
+  for (guint i = 0; i < ns_tensor_store_len (weights); i++)
+    total += ns_tensor_store_get (weights, i)->n_bytes;
   for (guint i = 0; i < ns_tensor_store_len (weights); i++)
     {
       const NsTensorView *t = ns_tensor_store_get (weights, i);
       add_tensor (w, t, ns_backend_upload_dtype (&rule, t));
+      done += t->n_bytes;
+      if (progress)
+        progress ((double) done / MAX (total, 1), t->name, progress_data);
     }
   g_autofree char *source = source_signature (model_dir);
   g_autofree char *min_text = g_strdup_printf ("%" G_GINT64_FORMAT, min_quant);
