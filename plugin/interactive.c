@@ -48,7 +48,7 @@ settings_from_config (GimpProcedureConfig *config, NsMode mode,
                 "negative-prompt", &s->negative, "steps", &s->steps,
                 "cfg", &s->cfg, "seed", &seed, "sampler", &sampler,
                 "backend", &backend, "model", &s->model_dir, "vae", &s->vae_dir,
-                NULL);
+                "server", &s->server, "api-key", &s->api_key, NULL);
   if (mode == NS_MODE_EDIT)
     g_object_get (config, "cfg-img", &s->cfg_img, NULL);
   else
@@ -62,6 +62,8 @@ settings_from_config (GimpProcedureConfig *config, NsMode mode,
   s->negative = non_empty (s->negative);
   s->model_dir = non_empty (s->model_dir);
   s->vae_dir = non_empty (s->vae_dir);
+  s->server = non_empty (s->server);
+  s->api_key = non_empty (s->api_key);
   if (sampler != NULL && *sampler != '\0')
     ns_sampler_from_name (sampler, &s->sampler);
   ns_backend_from_name (backend, &s->backend);
@@ -84,6 +86,8 @@ settings_to_config (const NsDialogSettings *s, GimpProcedureConfig *config)
                 "backend", ns_backend_name (s->backend),
                 "model", s->model_dir != NULL ? s->model_dir : "",
                 "vae", s->vae_dir != NULL ? s->vae_dir : "",
+                "server", s->server != NULL ? s->server : "",
+                "api-key", s->api_key != NULL ? s->api_key : "",
                 NULL);
   if (s->mode == NS_MODE_EDIT)
     g_object_set (config, "cfg-img", s->cfg_img, NULL);

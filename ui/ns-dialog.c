@@ -43,6 +43,7 @@ static const Choice backend_choices[] = {
   { NS_BACKEND_AUTO, N_("Automatic") },
   { NS_BACKEND_CPU, N_("CPU") },
   { NS_BACKEND_CUDA, N_("NVIDIA GPU (CUDA)") },
+  { NS_BACKEND_REMOTE, N_("Server (nextstep serve, vLLM-Omni)") },
 };
 /* 16-px token grids the model was trained on (docs/model.md §10); 512² is advised. */
 static const struct { int width, height; } size_presets[] = {
@@ -76,6 +77,7 @@ struct _NsDialog {
   GtkWidget *steps_spin, *cfg_spin, *cfg_img_spin, *sampler_combo;
   GtkWidget *seed_combo, *seed_spin, *seed_used_label, *images_spin;
   GtkWidget *weights_combo, *backend_combo;
+  GtkWidget *server_entry, *key_entry, *test_button, *server_status;
   GtkWidget *preview, *progress, *history;
   GtkWidget *generate_button, *stop_button, *insert_button, *close_button;
 };
@@ -229,6 +231,19 @@ hbox_of (GtkWidget *first, ...)
 /* ---- State --------------------------------------------------------------- */
 
 static gboolean
+is_remote (NsDialog *self)
+{
+  return COMBO_GET (self->backend_combo, backend_choices) == NS_BACKEND_REMOTE;
+}
+
+/* A server needs no local folder. */
+static gboolean
+has_model (NsDialog *self)
+{
+  return is_remote (self) || self->model_dir != NULL;
+}
+
+static gboolean
 is_edit (NsDialog *self)
 {
   return COMBO_GET (self->mode_combo, mode_choices) == NS_MODE_EDIT;
@@ -241,7 +256,8 @@ update_sensitivity (NsDialog *self)
   gboolean edit = is_edit (self);
   gboolean custom = gtk_combo_box_get_active (GTK_COMBO_BOX (self->size_combo))
                     == (int) G_N_ELEMENTS (size_presets);
-  gtk_widget_set_sensitive (self->generate_button, !busy && self->model_dir != NULL);
+  gtk_widget_set_sensitive (self->generate_button, !busy && has_model (self));
+  gtk_widget_set_sensitive (self->model_chooser, !is_remote (self));
   gtk_widget_set_sensitive (self->stop_button, busy);
   gtk_widget_set_sensitive (self->insert_button,
                             ns_history_get_selected (NS_HISTORY (self->history)) >= 0);
@@ -291,7 +307,9 @@ show_model_state (NsDialog *self)
   if (defaults == NULL)
     return;
   g_autofree char *status = NULL;
-  if (defaults->backend == NS_BACKEND_CUDA)
+  if (defaults->backend == NS_BACKEND_REMOTE)
+    status = g_strdup_printf (_("Connected; %s runs on the server."), defaults->name);
+  else if (defaults->backend == NS_BACKEND_CUDA)
     status = g_strdup (_("Model loaded; it runs on the GPU."));
   else if (defaults->backend_note != NULL)
     status = g_strdup_printf (_("Model loaded; it runs on the CPU (%s)."), defaults->backend_note);
@@ -337,14 +355,26 @@ job_running (NsDialog *self)
 
 /* ---- Model --------------------------------------------------------------- */
 
+/* The entry's text, NULL when empty; valid until the entry changes. */
+static const char *
+entry_text (GtkWidget *entry)
+{
+  const char *text = gtk_entry_get_text (GTK_ENTRY (entry));
+  return text[0] != '\0' ? text : NULL;
+}
+
+/* On a server the model is the server's choice for the mode. */
 static void
 model_key (NsDialog *self, NsModelKey *key)
 {
   *key = (NsModelKey) {
-    .model_dir = self->model_dir,
+    .model_dir = is_remote (self) ? NULL : self->model_dir,
     .vae_dir = self->vae_dir,
     .backend = COMBO_GET (self->backend_combo, backend_choices),
     .weights = COMBO_GET (self->weights_combo, weight_choices),
+    .server = entry_text (self->server_entry),
+    .api_key = entry_text (self->key_entry),
+    .want_edit = is_edit (self),
   };
 }
 
@@ -375,10 +405,16 @@ static void
 start_load (NsDialog *self)
 {
   self->reload_pending = ns_controller_is_busy (self->controller);
-  if (self->reload_pending || self->model_dir == NULL)
+  if (self->reload_pending || !has_model (self))
     return;
   NsModelKey key;
   model_key (self, &key);
+  if (key.backend == NS_BACKEND_REMOTE && key.server == NULL)
+    {
+      gtk_label_set_text (GTK_LABEL (self->model_status),
+                          _("Enter the server's address under Advanced."));
+      return;
+    }
   gtk_label_set_text (GTK_LABEL (self->model_status), _("Loading the model…"));
   job_prepare (self);
   ns_controller_load_async (self->controller, &key, self->cancellable, on_load_done,
@@ -615,7 +651,7 @@ void
 ns_dialog_generate (NsDialog *self)
 {
   g_return_if_fail (NS_IS_DIALOG (self));
-  if (ns_controller_is_busy (self->controller) || self->model_dir == NULL)
+  if (ns_controller_is_busy (self->controller) || !has_model (self))
     return;
   g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
   NsRequest request;
@@ -769,6 +805,101 @@ build_model_section (NsDialog *self)
   return box;
 }
 
+/* ---- Server ---------------------------------------------------------------- */
+
+static void
+list_models_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  char **args = data;   /* server, key */
+  GError *error = NULL;
+  (void) source;
+  GPtrArray *models = ns_server_list_models (args[0], args[1], cancellable, &error);
+  if (models == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, models, (GDestroyNotify) g_ptr_array_unref);
+}
+
+/* "Connected: stepfun-ai/NextStep-1.1 (generate, previews)" */
+static char *
+describe_models (GPtrArray *models)
+{
+  g_autoptr (GString) text = g_string_new (_("Connected:"));
+  for (guint i = 0; i < models->len; i++)
+    {
+      const NsServerModel *m = models->pdata[i];
+      g_string_append_printf (text, "%s %s (%s%s)", i ? "," : "", m->id,
+                              m->kind == NS_MODEL_KIND_EDIT && m->nextstep
+                              ? _("generate, edit") : _("generate"),
+                              m->nextstep ? _(", previews") : "");
+    }
+  if (models->len == 0)
+    g_string_append (text, _(" the server offers no model."));
+  return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+static void
+on_test_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  NsDialog *self = NS_DIALOG (source);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) models = g_task_propagate_pointer (G_TASK (result), &error);
+  (void) user_data;
+  if (self->disposed)
+    return;
+  g_autofree char *text = models != NULL ? describe_models (models) : g_strdup (error->message);
+  gtk_label_set_text (GTK_LABEL (self->server_status), text);
+  gtk_widget_set_sensitive (self->test_button, TRUE);
+}
+
+/* Asks the server what it offers, off the main thread. */
+static void
+on_test_clicked (NsDialog *self)
+{
+  const char *server = entry_text (self->server_entry);
+  if (server == NULL)
+    {
+      gtk_label_set_text (GTK_LABEL (self->server_status),
+                          _("Enter the server's address, for example http://gpu-box:8000."));
+      return;
+    }
+  char **args = g_new0 (char *, 3);
+  args[0] = g_strdup (server);
+  args[1] = g_strdup (entry_text (self->key_entry));
+  GTask *task = g_task_new (self, NULL, on_test_done, NULL);
+  g_task_set_task_data (task, args, (GDestroyNotify) g_strfreev);
+  gtk_label_set_text (GTK_LABEL (self->server_status), _("Connecting…"));
+  gtk_widget_set_sensitive (self->test_button, FALSE);
+  g_task_run_in_thread (task, list_models_thread);
+  g_object_unref (task);
+}
+
+static void
+build_server_rows (NsDialog *self, GtkWidget *grid, int *row)
+{
+  self->server_entry = gtk_entry_new ();
+  gtk_entry_set_placeholder_text (GTK_ENTRY (self->server_entry), "http://gpu-box:8000");
+  gtk_widget_set_tooltip_text (self->server_entry,
+                               _("With Hardware set to Server: the address of a machine "
+                                 "running `nextstep serve` or vLLM-Omni"));
+  self->key_entry = gtk_entry_new ();
+  gtk_entry_set_visibility (GTK_ENTRY (self->key_entry), FALSE);
+  gtk_widget_set_tooltip_text (self->key_entry, _("The server's API key, if it needs one. "
+                                                  "Kept with this plug-in's settings, never "
+                                                  "in the image."));
+  self->test_button = gtk_button_new_with_mnemonic (_("_Test Connection"));
+  self->server_status = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (self->server_status), 0);
+  gtk_label_set_line_wrap (GTK_LABEL (self->server_status), TRUE);
+  gtk_label_set_selectable (GTK_LABEL (self->server_status), TRUE);
+  grid_row (grid, row, _("Ser_ver:"), hbox_of (self->server_entry, self->test_button, NULL));
+  grid_row (grid, row, _("API _key:"), self->key_entry);
+  grid_row (grid, row, "", self->server_status);
+  g_signal_connect_swapped (self->test_button, "clicked", G_CALLBACK (on_test_clicked), self);
+  g_signal_connect_swapped (self->server_entry, "activate", G_CALLBACK (on_load_options_changed),
+                            self);
+}
+
 static GtkWidget *
 build_advanced (NsDialog *self)
 {
@@ -782,6 +913,7 @@ build_advanced (NsDialog *self)
   grid_row (grid, &row, _("_Hardware:"), self->backend_combo);
   g_signal_connect_swapped (self->weights_combo, "changed", G_CALLBACK (on_load_options_changed), self);
   g_signal_connect_swapped (self->backend_combo, "changed", G_CALLBACK (on_load_options_changed), self);
+  build_server_rows (self, grid, &row);
   GtkWidget *expander = gtk_expander_new_with_mnemonic (_("Ad_vanced"));
   gtk_container_add (GTK_CONTAINER (expander), grid);
   return expander;
@@ -955,6 +1087,8 @@ ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->images_spin), s->images);
   g_free (self->vae_dir);
   self->vae_dir = g_strdup (s->vae_dir);
+  gtk_entry_set_text (GTK_ENTRY (self->server_entry), s->server ? s->server : "");
+  gtk_entry_set_text (GTK_ENTRY (self->key_entry), s->api_key ? s->api_key : "");
   /* Changing these may start a load: set them, then pick the folder once. */
   g_signal_handlers_block_by_func (self->weights_combo, on_load_options_changed, self);
   g_signal_handlers_block_by_func (self->backend_combo, on_load_options_changed, self);
@@ -993,6 +1127,8 @@ ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
   s->backend = COMBO_GET (self->backend_combo, backend_choices);
   s->model_dir = self->model_dir_auto ? NULL : g_strdup (self->model_dir);
   s->vae_dir = g_strdup (self->vae_dir);
+  s->server = g_strdup (entry_text (self->server_entry));
+  s->api_key = g_strdup (entry_text (self->key_entry));
 }
 
 void
@@ -1025,6 +1161,8 @@ ns_dialog_get_part (NsDialog *self, const char *name)
     { "preview", self->preview }, { "history", self->history },
     { "progress", self->progress }, { "error", self->info_bar },
     { "seed-used", self->seed_used_label }, { "model-missing", self->model_missing },
+    { "server", self->server_entry }, { "api-key", self->key_entry },
+    { "test-connection", self->test_button }, { "server-status", self->server_status },
   };
   for (guint i = 0; i < G_N_ELEMENTS (parts); i++)
     if (g_strcmp0 (parts[i].name, name) == 0)

@@ -4,6 +4,7 @@
  * wraps it in xvfb-run) and a tiny model (`$NS_CLI make-tiny`, else the
  * golden t2i-tiny); exits 77 when either is missing. */
 #include <cairo.h>
+#include <string.h>
 
 #include "ns-dialog.h"
 #include "ns-history.h"
@@ -16,12 +17,18 @@ static char *tmp_dir;
 /* The tiny models: [0] text-to-image, [1] edit. */
 static char *model_dirs[2], *vae_dirs[2];
 
+/* `nextstep serve` with both tiny models, for the remote cases. */
+static GSubprocess *server;
+static char *server_url;
+
 typedef struct {
   int size;                 /* width = height */
   gboolean edit;
+  gboolean remote;          /* on `server` */
 } Params;
 
-static const Params small = { 64, FALSE }, larger = { 128, FALSE }, edit = { 64, TRUE };
+static const Params small = { 64, FALSE, FALSE }, larger = { 128, FALSE, FALSE },
+                    edit = { 64, TRUE, FALSE }, remote = { 64, FALSE, TRUE };
 
 /* A fresh dialog in an offscreen toplevel, set for a fast tiny run. */
 typedef struct {
@@ -81,7 +88,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
   settings.steps = 4;
   settings.seed_mode = NS_SEED_FIXED;
   settings.seed = 1234;
-  settings.backend = NS_BACKEND_CPU;
+  settings.backend = params->remote ? NS_BACKEND_REMOTE : NS_BACKEND_CPU;
+  settings.server = g_strdup (params->remote ? server_url : NULL);
   f->window = gtk_offscreen_window_new ();
   f->dialog = NS_DIALOG (ns_dialog_new (params->edit ? NS_MODE_EDIT : NS_MODE_GENERATE,
                                         &settings));
@@ -392,6 +400,85 @@ test_stop (Fixture *f, gconstpointer data)
   g_assert_cmpuint (history_size (f), ==, 1);
 }
 
+/* ---- (c') on a server: Test Connection, previews, Stop -------------------- */
+
+static void
+on_preview_count (NsController *controller, int image, GBytes *rgba, int width, int height,
+                  int tokens_done, gboolean vae_decoded, int *count)
+{
+  (void) controller, (void) image, (void) rgba, (void) width, (void) height;
+  (void) tokens_done, (void) vae_decoded;
+  (*count)++;
+}
+
+static const char *
+server_status (Fixture *f)
+{
+  return gtk_label_get_text (GTK_LABEL (ns_dialog_get_part (f->dialog, "server-status")));
+}
+
+static void
+test_remote (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  click (f, "test-connection");
+  gint64 deadline = g_get_monotonic_time () + TIMEOUT_US;
+  while (!g_str_has_prefix (server_status (f), "Connected:"))
+    {
+      g_main_context_iteration (NULL, TRUE);
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    }
+  g_assert_nonnull (strstr (server_status (f), "previews"));
+
+  int previews = 0;
+  NsController *controller = ns_dialog_get_controller (f->dialog);
+  gulong id = g_signal_connect (controller, "preview", G_CALLBACK (on_preview_count), &previews);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_signal_handler_disconnect (controller, id);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpuint (history_size (f), ==, 1);
+  g_assert_cmpint (previews, >, 0);
+
+  /* Stop aborts the request; the server takes the next one at once. */
+  Hold hold;
+  hold_init (&hold, f, 3);
+  click (f, "generate");
+  hold_wait_reached (&hold);
+  click (f, "stop");
+  hold_release (&hold);
+  wait_idle (f->dialog);
+  g_assert_cmpint (hold.tokens_after_release, <=, 1);
+  g_assert_cmpuint (history_size (f), ==, 1);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  hold_clear (&hold, f);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 2);
+}
+
+/* Starts `nextstep serve` and reads its address from its first line. */
+static gboolean
+start_server (void)
+{
+  const char *cli = g_getenv ("NS_CLI");
+  g_autoptr (GError) error = NULL;
+  if (cli == NULL)
+    return FALSE;
+  const char *argv[] = { cli, "serve", "--threads", "1", "--model", model_dirs[0],
+                         vae_dirs[0] ? "--vae" : NULL, vae_dirs[0], NULL };
+  server = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  if (server == NULL)
+    return FALSE;
+  g_autoptr (GDataInputStream) out =
+    g_data_input_stream_new (g_subprocess_get_stdout_pipe (server));
+  g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+  if (line == NULL || !g_str_has_prefix (line, "Listening on "))
+    return FALSE;
+  server_url = g_strdup (line + strlen ("Listening on "));
+  return TRUE;
+}
+
 /* ---- (d) closing during a run --------------------------------------------- */
 
 static void
@@ -640,7 +727,14 @@ main (int argc, char **argv)
   g_test_add ("/ui/dialog/settings-round-trip", Fixture, &small, fixture_set_up,
               test_settings_round_trip, fixture_tear_down);
   g_test_add_func ("/ui/dialog/no-model", test_no_model);
+  if (start_server ())
+    g_test_add ("/ui/dialog/remote", Fixture, &remote, fixture_set_up, test_remote,
+                fixture_tear_down);
+  else
+    g_printerr ("# nextstep serve did not start: no remote case\n");
   int rc = g_test_run ();
+  if (server != NULL)
+    g_subprocess_force_exit (server);
   ns_test_rmtree (tmp_dir);
   return rc;
 }
