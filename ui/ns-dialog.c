@@ -53,6 +53,7 @@ struct _NsDialog {
   GtkBox parent_instance;
 
   NsController *controller;
+  GtkAccelGroup *accel_group;   /* Ctrl+Enter, on whichever window holds the dialog */
   GCancellable *cancellable;    /* of the job in flight */
   gboolean disposed, close_pending, reload_pending;
   char *model_dir;              /* NULL: none found yet */
@@ -69,7 +70,7 @@ struct _NsDialog {
   gint64 run_start_us, first_token_us;
   int first_token_done, images;
 
-  GtkWidget *info_bar, *info_label;
+  GtkWidget *info_bar, *info_label, *mode_warning;
   GtkWidget *model_chooser, *model_status, *model_missing;
   GtkWidget *mode_combo, *prompt_view, *negative_view, *negative_default_button;
   GtkWidget *size_combo, *width_spin, *height_spin;
@@ -228,10 +229,16 @@ hbox_of (GtkWidget *first, ...)
 
 /* ---- State --------------------------------------------------------------- */
 
+static NsMode
+current_mode (NsDialog *self)
+{
+  return COMBO_GET (self->mode_combo, mode_choices);
+}
+
 static gboolean
 is_edit (NsDialog *self)
 {
-  return COMBO_GET (self->mode_combo, mode_choices) == NS_MODE_EDIT;
+  return current_mode (self) == NS_MODE_EDIT;
 }
 
 static void
@@ -283,13 +290,18 @@ fill_negative (NsDialog *self, const char *text)
   self->filling_negative = FALSE;
 }
 
-/* After a load: say what runs where, and show the model's default negative. */
+/* After a load or a mode change: say what runs where, warn when the
+ * checkpoint does not look made for the mode (it runs anyway), and show the
+ * mode's default negative. */
 static void
 show_model_state (NsDialog *self)
 {
-  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller);
+  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller,
+                                                                current_mode (self));
   if (defaults == NULL)
     return;
+  gtk_label_set_text (GTK_LABEL (self->mode_warning), defaults->mode_warning);
+  gtk_widget_set_visible (self->mode_warning, defaults->mode_warning != NULL);
   g_autofree char *status = NULL;
   if (defaults->backend == NS_BACKEND_CUDA)
     status = g_strdup (_("Model loaded; it runs on the GPU."));
@@ -590,7 +602,7 @@ static void
 build_request (NsDialog *self, NsRequest *request, GPtrArray *strings)
 {
   ns_request_init (request);
-  request->mode = is_edit (self) ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  request->mode = current_mode (self);
   g_ptr_array_add (strings, g_strstrip (text_view_get (self->prompt_view)));
   request->prompt = g_ptr_array_index (strings, strings->len - 1);
   if (!self->negative_default)
@@ -698,6 +710,7 @@ static void
 on_mode_changed (NsDialog *self)
 {
   discover_model (self);
+  show_model_state (self);
   update_sensitivity (self);
 }
 
@@ -725,7 +738,8 @@ on_negative_edited (NsDialog *self)
 static void
 on_negative_default_clicked (NsDialog *self)
 {
-  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller);
+  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller,
+                                                                current_mode (self));
   fill_negative (self, defaults != NULL ? defaults->negative : "");
   self->negative_default = TRUE;
   update_sensitivity (self);
@@ -766,6 +780,14 @@ build_model_section (NsDialog *self)
   gtk_box_pack_start (GTK_BOX (box), self->model_status, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (box), self->model_missing, FALSE, FALSE, 0);
   gtk_widget_set_no_show_all (self->model_missing, TRUE);
+  self->mode_warning = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (self->mode_warning), 0);
+  gtk_label_set_line_wrap (GTK_LABEL (self->mode_warning), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (self->mode_warning), 50);
+  gtk_style_context_add_class (gtk_widget_get_style_context (self->mode_warning),
+                               GTK_STYLE_CLASS_WARNING);
+  gtk_box_pack_start (GTK_BOX (box), self->mode_warning, FALSE, FALSE, 0);
+  gtk_widget_set_no_show_all (self->mode_warning, TRUE);
   return box;
 }
 
@@ -885,6 +907,33 @@ build_buttons (NsDialog *self)
   return box;
 }
 
+/* Ctrl+Enter generates from anywhere in the window, the prompt included
+ * (where a plain Enter starts a new line), and typing starts in the prompt.
+ * Both need the toplevel, which exists only once the dialog is packed. */
+static void
+on_hierarchy_changed (NsDialog *self, GtkWidget *previous_toplevel)
+{
+  GtkWidget *toplevel = gtk_widget_get_toplevel (GTK_WIDGET (self));
+  if (GTK_IS_WINDOW (previous_toplevel))
+    gtk_window_remove_accel_group (GTK_WINDOW (previous_toplevel), self->accel_group);
+  if (!GTK_IS_WINDOW (toplevel))
+    return;
+  gtk_window_add_accel_group (GTK_WINDOW (toplevel), self->accel_group);
+  gtk_widget_grab_focus (self->prompt_view);
+}
+
+static void
+add_generate_accelerators (NsDialog *self)
+{
+  self->accel_group = gtk_accel_group_new ();
+  gtk_widget_add_accelerator (self->generate_button, "clicked", self->accel_group,
+                              GDK_KEY_Return, GDK_CONTROL_MASK, GTK_ACCEL_VISIBLE);
+  gtk_widget_add_accelerator (self->generate_button, "clicked", self->accel_group,
+                              GDK_KEY_KP_Enter, GDK_CONTROL_MASK, 0);
+  gtk_widget_set_tooltip_text (self->generate_button, _("Generate (Ctrl+Enter)"));
+  g_signal_connect (self, "hierarchy-changed", G_CALLBACK (on_hierarchy_changed), NULL);
+}
+
 static void
 ns_dialog_init (NsDialog *self)
 {
@@ -917,6 +966,7 @@ ns_dialog_init (NsDialog *self)
   gtk_box_pack_start (GTK_BOX (self), self->info_bar, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (self), columns, TRUE, TRUE, 0);
   gtk_box_pack_start (GTK_BOX (self), build_buttons (self), FALSE, FALSE, 0);
+  add_generate_accelerators (self);
   gtk_widget_show_all (GTK_WIDGET (self));
 }
 
@@ -969,6 +1019,7 @@ ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
     set_model_dir (self, s->model_dir, FALSE);
   else
     discover_model (self);
+  show_model_state (self);
   update_sensitivity (self);
 }
 
@@ -977,7 +1028,7 @@ ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
 {
   g_return_if_fail (NS_IS_DIALOG (self) && s != NULL);
   ns_dialog_settings_init (s);
-  s->mode = COMBO_GET (self->mode_combo, mode_choices);
+  s->mode = current_mode (self);
   s->prompt = text_view_get (self->prompt_view);
   s->negative = self->negative_default ? NULL : text_view_get (self->negative_view);
   s->width = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->width_spin));
@@ -1025,6 +1076,7 @@ ns_dialog_get_part (NsDialog *self, const char *name)
     { "preview", self->preview }, { "history", self->history },
     { "progress", self->progress }, { "error", self->info_bar },
     { "seed-used", self->seed_used_label }, { "model-missing", self->model_missing },
+    { "mode-warning", self->mode_warning },
   };
   for (guint i = 0; i < G_N_ELEMENTS (parts); i++)
     if (g_strcmp0 (parts[i].name, name) == 0)
@@ -1063,6 +1115,8 @@ ns_dialog_finalize (GObject *object)
   NsDialog *self = NS_DIALOG (object);
   g_free (self->model_dir);
   g_free (self->vae_dir);
+  /* Not in dispose: unparenting there still removes it from the window. */
+  g_object_unref (self->accel_group);
   G_OBJECT_CLASS (ns_dialog_parent_class)->finalize (object);
 }
 

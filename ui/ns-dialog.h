@@ -54,8 +54,8 @@ void       ns_dialog_close (NsDialog *self);
 /* A part of the dialog, for tests and for screenshots: "prompt" (GtkTextView),
  * "negative" (GtkTextView), "generate", "stop", "insert", "close" (GtkButton),
  * "preview" (NsPreviewArea), "history" (NsHistory), "progress" (GtkProgressBar),
- * "error" (GtkInfoBar), "seed-used" and "model-missing" (GtkLabel). NULL for an
- * unknown name. */
+ * "error" (GtkInfoBar), "seed-used", "model-missing" and "mode-warning"
+ * (GtkLabel). NULL for an unknown name. */
 GtkWidget *ns_dialog_get_part (NsDialog *self, const char *name);
 /* The dialog's engine driver (for tests: its "worker-token" hook). */
 NsController *ns_dialog_get_controller (NsDialog *self);

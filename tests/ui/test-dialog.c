@@ -19,9 +19,11 @@ static char *model_dirs[2], *vae_dirs[2];
 typedef struct {
   int size;                 /* width = height */
   gboolean edit;
+  gboolean t2i_checkpoint;  /* edit with the text-to-image model */
 } Params;
 
-static const Params small = { 64, FALSE }, larger = { 128, FALSE }, edit = { 64, TRUE };
+static const Params small = { 64, FALSE, FALSE }, larger = { 128, FALSE, FALSE },
+                    edit = { 64, TRUE, FALSE }, edit_with_t2i = { 64, TRUE, TRUE };
 
 /* A fresh dialog in an offscreen toplevel, set for a fast tiny run. */
 typedef struct {
@@ -75,8 +77,9 @@ fixture_set_up (Fixture *f, gconstpointer data)
   NsDialogSettings settings;
   ns_dialog_settings_init (&settings);
   settings.prompt = g_strdup ("a red bicycle leaning on a blue wall");
-  settings.model_dir = g_strdup (model_dirs[params->edit]);
-  settings.vae_dir = g_strdup (vae_dirs[params->edit]);
+  int model = params->edit && !params->t2i_checkpoint;
+  settings.model_dir = g_strdup (model_dirs[model]);
+  settings.vae_dir = g_strdup (vae_dirs[model]);
   settings.width = settings.height = params->size;
   settings.steps = 4;
   settings.seed_mode = NS_SEED_FIXED;
@@ -392,6 +395,20 @@ test_stop (Fixture *f, gconstpointer data)
   g_assert_cmpuint (history_size (f), ==, 1);
 }
 
+/* ---- Keyboard: typing starts in the prompt, Ctrl+Enter generates ---------- */
+
+static void
+test_keyboard (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_true (gtk_widget_is_focus (ns_dialog_get_part (f->dialog, "prompt")));
+  g_assert_true (gtk_accel_groups_activate (G_OBJECT (f->window), GDK_KEY_Return,
+                                            GDK_CONTROL_MASK));
+  g_assert_true (ns_dialog_is_busy (f->dialog));
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 1);
+}
+
 /* ---- (d) closing during a run --------------------------------------------- */
 
 static void
@@ -510,6 +527,49 @@ test_edit (Fixture *f, gconstpointer data)
   g_assert_true (recipe->cfg_img > 0);
   g_bytes_unref (out.rgba);
   g_free (out.recipe);
+}
+
+/* Editing with a checkpoint that does not look like an edit model (a folder
+ * named "t2i"): the dialog warns, shows the edit defaults, and still runs. */
+static void
+test_edit_any_checkpoint (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  GtkWidget *warning = ns_dialog_get_part (f->dialog, "mode-warning");
+  g_assert_true (gtk_widget_get_visible (warning));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (warning)),
+                            "looks like a text-to-image checkpoint; edits may be poor"));
+  GtkTextView *negative = GTK_TEXT_VIEW (ns_dialog_get_part (f->dialog, "negative"));
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (negative);
+  GtkTextIter start, end;
+  gtk_text_buffer_get_bounds (buffer, &start, &end);
+  g_autofree char *shown = gtk_text_buffer_get_text (buffer, &start, &end, FALSE);
+  g_assert_cmpstr (shown, ==, "Copy original image.");
+
+  int calls = 0;
+  set_prompt (f, "make it night");
+  ns_dialog_set_source_func (f->dialog, source_gradient, &calls, NULL);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpuint (history_size (f), ==, 1);
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  g_assert_true (ns_history_get_item (NS_HISTORY (ns_dialog_get_part (f->dialog, "history")),
+                                      0, &rgba, &width, &height, &json));
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, NULL);
+  g_assert_nonnull (recipe);
+  g_assert_cmpstr (recipe->negative, ==, "Copy original image.");
+  g_assert_cmpfloat (recipe->cfg_img, ==, 2.0);
+
+  /* The same checkpoint generates without a warning. */
+  NsDialogSettings settings;
+  ns_dialog_get_settings (f->dialog, &settings);
+  settings.mode = NS_MODE_GENERATE;
+  ns_dialog_set_settings (f->dialog, &settings);
+  ns_dialog_settings_clear (&settings);
+  g_assert_false (gtk_widget_get_visible (warning));
 }
 
 /* ---- Settings: what the plug-in saves comes back unchanged ---------------- */
@@ -632,11 +692,15 @@ main (int argc, char **argv)
   g_test_add ("/ui/dialog/main-loop-free", Fixture, &larger, fixture_set_up,
               test_main_loop_free, fixture_tear_down);
   g_test_add ("/ui/dialog/stop", Fixture, &small, fixture_set_up, test_stop, fixture_tear_down);
+  g_test_add ("/ui/dialog/keyboard", Fixture, &small, fixture_set_up, test_keyboard,
+              fixture_tear_down);
   g_test_add ("/ui/dialog/close-button", Fixture, &small, fixture_set_up, test_close_button,
               fixture_tear_down);
   g_test_add ("/ui/dialog/destroy-during-run", Fixture, &small, fixture_set_up,
               test_destroy_during_run, fixture_tear_down);
   g_test_add ("/ui/dialog/edit", Fixture, &edit, fixture_set_up, test_edit, fixture_tear_down);
+  g_test_add ("/ui/dialog/edit-any-checkpoint", Fixture, &edit_with_t2i, fixture_set_up,
+              test_edit_any_checkpoint, fixture_tear_down);
   g_test_add ("/ui/dialog/settings-round-trip", Fixture, &small, fixture_set_up,
               test_settings_round_trip, fixture_tear_down);
   g_test_add_func ("/ui/dialog/no-model", test_no_model);
