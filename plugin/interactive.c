@@ -51,7 +51,7 @@ settings_from_config (GimpProcedureConfig *config, NsMode mode,
                 "negative-prompt", &s->negative, "steps", &s->steps,
                 "cfg", &s->cfg, "seed", &seed, "sampler", &sampler,
                 "backend", &backend, "model", &s->model_dir, "vae", &s->vae_dir,
-                NULL);
+                "draft", &s->draft, NULL);
   if (mode == NS_MODE_EDIT)
     g_object_get (config, "cfg-img", &s->cfg_img, NULL);
   else
@@ -87,7 +87,7 @@ settings_to_config (const NsDialogSettings *s, GimpProcedureConfig *config)
                 "backend", ns_backend_name (s->backend),
                 "model", s->model_dir != NULL ? s->model_dir : "",
                 "vae", s->vae_dir != NULL ? s->vae_dir : "",
-                NULL);
+                "draft", s->draft, NULL);
   if (s->mode == NS_MODE_EDIT)
     g_object_set (config, "cfg-img", s->cfg_img, NULL);
   else

@@ -12,6 +12,9 @@
 
 #define DOWNLOAD_COMMAND "hf download stepfun-ai/NextStep-1.1"
 #define MAX_IMAGES 8
+/* Draft runs, for trying prompts: few flow-matching steps, and new images
+ * at half the width and height (a quarter of the tokens). */
+#define DRAFT_STEPS 8
 
 typedef struct {
   int value;
@@ -75,10 +78,10 @@ struct _NsDialog {
   GtkWidget *mode_combo, *prompt_view, *negative_view, *negative_default_button;
   GtkWidget *size_combo, *width_spin, *height_spin;
   GtkWidget *steps_spin, *cfg_spin, *cfg_img_spin, *sampler_combo;
-  GtkWidget *seed_combo, *seed_spin, *seed_used_label, *images_spin;
+  GtkWidget *seed_combo, *seed_spin, *seed_used_label, *images_spin, *draft_check;
   GtkWidget *weights_combo, *backend_combo;
   GtkWidget *preview, *progress, *history;
-  GtkWidget *generate_button, *stop_button, *insert_button, *close_button;
+  GtkWidget *generate_button, *stop_button, *insert_button, *close_button, *refine_button;
 };
 
 enum { SIGNAL_INSERT, SIGNAL_CLOSED, N_SIGNALS };
@@ -250,8 +253,10 @@ update_sensitivity (NsDialog *self)
                     == (int) G_N_ELEMENTS (size_presets);
   gtk_widget_set_sensitive (self->generate_button, !busy && self->model_dir != NULL);
   gtk_widget_set_sensitive (self->stop_button, busy);
-  gtk_widget_set_sensitive (self->insert_button,
-                            ns_history_get_selected (NS_HISTORY (self->history)) >= 0);
+  gboolean have_result = ns_history_get_selected (NS_HISTORY (self->history)) >= 0;
+  gtk_widget_set_sensitive (self->insert_button, have_result);
+  gtk_widget_set_sensitive (self->refine_button,
+                            have_result && !busy && self->model_dir != NULL);
   gtk_widget_set_sensitive (self->size_combo, !edit);
   gtk_widget_set_sensitive (self->width_spin, !edit && custom);
   gtk_widget_set_sensitive (self->height_spin, !edit && custom);
@@ -597,9 +602,17 @@ get_source (NsDialog *self, NsImage *input)
   return rgba;
 }
 
-/* Fills `request` from the widgets; the strings belong to `strings`. */
+/* Half a side, on the 16-px token grid. */
+static int
+draft_side (int side)
+{
+  return MAX (16, side / 32 * 16);
+}
+
+/* Fills `request` from the widgets, as a draft when `draft`; the strings
+ * belong to `strings`. */
 static void
-build_request (NsDialog *self, NsRequest *request, GPtrArray *strings)
+build_request (NsDialog *self, NsRequest *request, GPtrArray *strings, gboolean draft)
 {
   ns_request_init (request);
   request->mode = current_mode (self);
@@ -621,6 +634,41 @@ build_request (NsDialog *self, NsRequest *request, GPtrArray *strings)
   request->cfg_img = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_img_spin));
   request->sampler = COMBO_GET (self->sampler_combo, sampler_choices);
   request->seed = next_seed (self);
+  if (!draft)
+    return;
+  request->steps = DRAFT_STEPS;
+  /* An edit keeps its source's size: only its steps go down. */
+  request->width = request->mode == NS_MODE_GENERATE ? draft_side (request->width) : 0;
+  request->height = request->mode == NS_MODE_GENERATE ? draft_side (request->height) : 0;
+}
+
+/* Starts `request` (built by build_request) unless something is missing. */
+static void
+start_run (NsDialog *self, NsRequest *request)
+{
+  if (request->prompt[0] == '\0')
+    {
+      show_error (self, request->mode == NS_MODE_EDIT
+                        ? _("Write an instruction first, for example “make the sky stormy”.")
+                        : _("Write a prompt first: describe the image you want."));
+      return;
+    }
+  g_autoptr (GBytes) source = NULL;
+  if (request->mode == NS_MODE_EDIT && (source = get_source (self, &request->input)) == NULL)
+    return;
+
+  NsModelKey key;
+  model_key (self, &key);
+  self->images = request->images;
+  self->run_start_us = g_get_monotonic_time ();
+  self->first_token_us = 0;
+  ns_preview_area_clear (NS_PREVIEW_AREA (self->preview));
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress), 0);
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (self->progress), _("Starting…"));
+  job_prepare (self);
+  ns_controller_run_async (self->controller, &key, request, self->cancellable, on_run_done,
+                           g_object_ref (self));
+  job_running (self);
 }
 
 void
@@ -631,30 +679,33 @@ ns_dialog_generate (NsDialog *self)
     return;
   g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
   NsRequest request;
-  build_request (self, &request, strings);
-  if (request.prompt[0] == '\0')
-    {
-      show_error (self, request.mode == NS_MODE_EDIT
-                        ? _("Write an instruction first, for example “make the sky stormy”.")
-                        : _("Write a prompt first: describe the image you want."));
-      return;
-    }
-  g_autoptr (GBytes) source = NULL;
-  if (request.mode == NS_MODE_EDIT && (source = get_source (self, &request.input)) == NULL)
-    return;
+  build_request (self, &request, strings,
+                 gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check)));
+  start_run (self, &request);
+}
 
-  NsModelKey key;
-  model_key (self, &key);
-  self->images = request.images;
-  self->run_start_us = g_get_monotonic_time ();
-  self->first_token_us = 0;
-  ns_preview_area_clear (NS_PREVIEW_AREA (self->preview));
-  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress), 0);
-  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (self->progress), _("Starting…"));
-  job_prepare (self);
-  ns_controller_run_async (self->controller, &key, &request, self->cancellable, on_run_done,
-                           g_object_ref (self));
-  job_running (self);
+void
+ns_dialog_refine (NsDialog *self)
+{
+  g_return_if_fail (NS_IS_DIALOG (self));
+  int index = ns_history_get_selected (NS_HISTORY (self->history));
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  if (ns_controller_is_busy (self->controller) || self->model_dir == NULL || index < 0
+      || !ns_history_get_item (NS_HISTORY (self->history), index, &rgba, &width, &height, &json))
+    return;
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, NULL);
+  if (recipe == NULL)
+    return;
+  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
+  NsRequest request;
+  build_request (self, &request, strings, FALSE);
+  /* The chosen result's own prompt and seed, at the settings shown. */
+  request.prompt = recipe->prompt;
+  request.negative = recipe->negative;
+  request.seed = recipe->seed;
+  start_run (self, &request);
 }
 
 void
@@ -855,6 +906,13 @@ build_settings (NsDialog *self)
                                                self->seed_used_label, NULL));
   self->images_spin = spin_new (1, MAX_IMAGES, 1, 0, FALSE);
   grid_row (grid, &row, _("Images per _run:"), self->images_spin);
+  g_autofree char *draft = g_strdup_printf (_("_Draft: %d steps, new images at half the "
+                                              "width and height"), DRAFT_STEPS);
+  self->draft_check = gtk_check_button_new_with_mnemonic (draft);
+  gtk_widget_set_tooltip_text (self->draft_check,
+                               _("Quick runs to try prompts; Refine makes the chosen one "
+                                 "again at the settings above"));
+  gtk_grid_attach (GTK_GRID (grid), self->draft_check, 1, row++, 1, 1);
   gtk_grid_attach (GTK_GRID (grid), build_advanced (self), 0, row++, 2, 1);
 
   g_signal_connect_swapped (self->mode_combo, "changed", G_CALLBACK (on_mode_changed), self);
@@ -893,15 +951,20 @@ build_buttons (NsDialog *self)
   self->stop_button = gtk_button_new_with_mnemonic (_("_Stop"));
   self->insert_button = gtk_button_new_with_mnemonic (_("_Insert"));
   self->generate_button = gtk_button_new_with_mnemonic (_("_Generate"));
+  self->refine_button = gtk_button_new_with_mnemonic (_("Re_fine"));
+  gtk_widget_set_tooltip_text (self->refine_button,
+                               _("Make the selected result again with its prompt and seed, "
+                                 "at the settings shown and without Draft"));
   gtk_widget_set_tooltip_text (self->insert_button, _("Add the selected result to the image"));
   gtk_style_context_add_class (gtk_widget_get_style_context (self->generate_button),
                                GTK_STYLE_CLASS_SUGGESTED_ACTION);
   GtkWidget *buttons[] = { self->close_button, self->stop_button, self->insert_button,
-                           self->generate_button };
+                           self->refine_button, self->generate_button };
   for (guint i = 0; i < G_N_ELEMENTS (buttons); i++)
     gtk_box_pack_start (GTK_BOX (box), buttons[i], FALSE, FALSE, 0);
   g_signal_connect_swapped (self->generate_button, "clicked", G_CALLBACK (ns_dialog_generate), self);
   g_signal_connect_swapped (self->stop_button, "clicked", G_CALLBACK (ns_dialog_stop), self);
+  g_signal_connect_swapped (self->refine_button, "clicked", G_CALLBACK (ns_dialog_refine), self);
   g_signal_connect_swapped (self->insert_button, "clicked", G_CALLBACK (on_insert_clicked), self);
   g_signal_connect_swapped (self->close_button, "clicked", G_CALLBACK (ns_dialog_close), self);
   return box;
@@ -1003,6 +1066,7 @@ ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
   COMBO_SET (self->seed_combo, seed_choices, s->seed_mode);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seed_spin), (double) s->seed);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->images_spin), s->images);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->draft_check), s->draft);
   g_free (self->vae_dir);
   self->vae_dir = g_strdup (s->vae_dir);
   /* Changing these may start a load: set them, then pick the folder once. */
@@ -1040,6 +1104,7 @@ ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
   s->seed_mode = COMBO_GET (self->seed_combo, seed_choices);
   s->seed = (guint64) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
   s->images = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->images_spin));
+  s->draft = gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check));
   s->weights = COMBO_GET (self->weights_combo, weight_choices);
   s->backend = COMBO_GET (self->backend_combo, backend_choices);
   s->model_dir = self->model_dir_auto ? NULL : g_strdup (self->model_dir);
@@ -1073,6 +1138,7 @@ ns_dialog_get_part (NsDialog *self, const char *name)
     { "prompt", self->prompt_view }, { "negative", self->negative_view },
     { "generate", self->generate_button }, { "stop", self->stop_button },
     { "insert", self->insert_button }, { "close", self->close_button },
+    { "refine", self->refine_button }, { "draft", self->draft_check },
     { "preview", self->preview }, { "history", self->history },
     { "progress", self->progress }, { "error", self->info_bar },
     { "seed-used", self->seed_used_label }, { "model-missing", self->model_missing },

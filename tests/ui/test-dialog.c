@@ -409,6 +409,47 @@ test_keyboard (Fixture *f, gconstpointer data)
   g_assert_cmpuint (history_size (f), ==, 1);
 }
 
+/* ---- Draft, then Refine: the draft's prompt and seed at full settings ----- */
+
+static NsRecipe *
+history_recipe (Fixture *f, guint index)
+{
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  g_assert_true (ns_history_get_item (NS_HISTORY (ns_dialog_get_part (f->dialog, "history")),
+                                      index, &rgba, &width, &height, &json));
+  return ns_recipe_from_json (json, NULL);
+}
+
+static void
+test_draft_refine (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_false (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (ns_dialog_get_part (f->dialog, "draft")),
+                                TRUE);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_autoptr (NsRecipe) draft = history_recipe (f, 0);
+  g_assert_cmpint (draft->steps, ==, 8);
+  g_assert_cmpint (draft->width, ==, 32);
+  g_assert_cmpint (draft->height, ==, 32);
+
+  /* Another prompt typed meanwhile: Refine still makes the draft's. */
+  set_prompt (f, "something else");
+  g_assert_true (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  click (f, "refine");
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 2);
+  g_autoptr (NsRecipe) full = history_recipe (f, 1);
+  g_assert_cmpstr (full->prompt, ==, draft->prompt);
+  g_assert_cmpuint (full->seed, ==, draft->seed);
+  g_assert_cmpint (full->steps, ==, 4);
+  g_assert_cmpint (full->width, ==, 64);
+  g_assert_cmpint (full->height, ==, 64);
+}
+
 /* ---- (d) closing during a run --------------------------------------------- */
 
 static void
@@ -553,12 +594,7 @@ test_edit_any_checkpoint (Fixture *f, gconstpointer data)
   wait_idle (f->dialog);
   g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
   g_assert_cmpuint (history_size (f), ==, 1);
-  GBytes *rgba;
-  int width, height;
-  const char *json;
-  g_assert_true (ns_history_get_item (NS_HISTORY (ns_dialog_get_part (f->dialog, "history")),
-                                      0, &rgba, &width, &height, &json));
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, NULL);
+  g_autoptr (NsRecipe) recipe = history_recipe (f, 0);
   g_assert_nonnull (recipe);
   g_assert_cmpstr (recipe->negative, ==, "Copy original image.");
   g_assert_cmpfloat (recipe->cfg_img, ==, 2.0);
@@ -591,6 +627,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   in.seed_mode = NS_SEED_REUSE_LAST;
   in.seed = 987654321;
   in.images = 3;
+  in.draft = TRUE;
   in.weights = NS_WEIGHTS_INT8;
   in.backend = NS_BACKEND_CPU;
   in.model_dir = g_strdup (model_dirs[0]);
@@ -612,6 +649,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.seed_mode, ==, in.seed_mode);
   g_assert_cmpuint (out.seed, ==, in.seed);
   g_assert_cmpint (out.images, ==, in.images);
+  g_assert_cmpint (out.draft, ==, in.draft);
   g_assert_cmpint (out.weights, ==, in.weights);
   g_assert_cmpint (out.backend, ==, in.backend);
   g_assert_cmpstr (out.model_dir, ==, in.model_dir);
@@ -692,6 +730,8 @@ main (int argc, char **argv)
   g_test_add ("/ui/dialog/main-loop-free", Fixture, &larger, fixture_set_up,
               test_main_loop_free, fixture_tear_down);
   g_test_add ("/ui/dialog/stop", Fixture, &small, fixture_set_up, test_stop, fixture_tear_down);
+  g_test_add ("/ui/dialog/draft-refine", Fixture, &small, fixture_set_up, test_draft_refine,
+              fixture_tear_down);
   g_test_add ("/ui/dialog/keyboard", Fixture, &small, fixture_set_up, test_keyboard,
               fixture_tear_down);
   g_test_add ("/ui/dialog/close-button", Fixture, &small, fixture_set_up, test_close_button,
