@@ -985,6 +985,20 @@ on_hierarchy_changed (NsDialog *self, GtkWidget *previous_toplevel)
   gtk_widget_grab_focus (self->prompt_view);
 }
 
+/* A text view would take Ctrl+Enter as a new line before the window's
+ * accelerator sees it whenever Generate is off (a load or a run going on):
+ * it never means a new line in a prompt. */
+static gboolean
+on_text_key_press (GtkWidget *view, GdkEventKey *event, NsDialog *self)
+{
+  (void) view;
+  gboolean enter = event->keyval == GDK_KEY_Return || event->keyval == GDK_KEY_KP_Enter;
+  if (!enter || !(event->state & GDK_CONTROL_MASK))
+    return FALSE;
+  gtk_widget_activate (self->generate_button);
+  return TRUE;
+}
+
 static void
 add_generate_accelerators (NsDialog *self)
 {
@@ -995,6 +1009,8 @@ add_generate_accelerators (NsDialog *self)
                               GDK_KEY_KP_Enter, GDK_CONTROL_MASK, 0);
   gtk_widget_set_tooltip_text (self->generate_button, _("Generate (Ctrl+Enter)"));
   g_signal_connect (self, "hierarchy-changed", G_CALLBACK (on_hierarchy_changed), NULL);
+  g_signal_connect (self->prompt_view, "key-press-event", G_CALLBACK (on_text_key_press), self);
+  g_signal_connect (self->negative_view, "key-press-event", G_CALLBACK (on_text_key_press), self);
 }
 
 static void
