@@ -123,7 +123,8 @@ def generate_until_preview(img, dialog):
 
 
 def finish_run(img):
-    wait_for('the run to end (preview layer gone)', lambda: PREVIEW not in layer_names(img), 90)
+    # A 512 × 512 tiny run takes 10–20 s alone, much more on a loaded machine.
+    wait_for('the run to end (preview layer gone)', lambda: PREVIEW not in layer_names(img), 180)
 
 
 def test_generate():
