@@ -62,6 +62,12 @@ add_engine_arguments (GimpProcedure *procedure)
                                       _("Compute backend: \"auto\", \"cpu\", "
                                         "\"cuda\", or \"remote\" for a server"),
                                       "auto", RW);
+  /* Dialog state, remembered with the last values but no PDB argument:
+   * a script asks for steps and size itself. */
+  gimp_procedure_add_boolean_aux_argument (procedure, "draft", _("Draft"),
+                                           _("The dialog's Draft switch (few steps, "
+                                             "half size)"),
+                                           FALSE, RW);
 }
 
 /* The last arguments: added after the others so that scripts written
