@@ -25,6 +25,7 @@
 #pragma once
 
 #include <glib.h>
+#include <math.h>
 #include "files/tensor.h"
 #include "nextstep.h"
 
@@ -40,7 +41,7 @@ typedef struct {
 typedef struct NsBackend NsBackend;
 typedef struct NsGraph NsGraph;
 
-/* The classifier-free guidance of one request (model doc §8): with the
+/* The classifier-free guidance of one request (docs/model.md §8): with the
  * linear schedule the scales fall from cfg to 1 over the image tokens,
  * cfg_t = 1 + (cfg − 1)·(ntok − token)/ntok (the official operation order). */
 typedef struct {
@@ -82,6 +83,44 @@ typedef struct {
   NsStepKind kind;
   double t, t_next, dt;
 } NsSamplerStep;
+
+/* Element i of the CFG combination of head rows [cfg_mult, block] with the
+ * scales (s, s_img), in double (the `cfg_combine` op). */
+NS_HOST_DEVICE float
+ns_cfg_mix (const float *rows, size_t block, int cfg_mult, size_t i, double s, double s_img)
+{
+  const float *c = rows, *u1 = rows + block, *u2 = rows + 2 * block;
+  if (cfg_mult == 1)
+    return c[i];
+  if (cfg_mult == 2)
+    return (float) (u1[i] + s * ((double) c[i] - u1[i]));
+  return (float) (u2[i] + s_img * ((double) u1[i] - u2[i]) + s * ((double) c[i] - u1[i]));
+}
+
+/* One state element x after `step` with velocity v and draw eps (the
+ * `sampler_step` op; NsStepKind gives the rules). */
+NS_HOST_DEVICE double
+ns_sampler_update (const NsSamplerStep *step, double x, float v, float eps)
+{
+  double t = step->t, t_next = step->t_next;
+  switch (step->kind)
+    {
+    case NS_STEP_INIT:
+      return eps;
+    case NS_STEP_SDE:
+      {
+        double dt = t_next - t;
+        double score = (t * v - x) / ((1.0 - t) * (1.0 - t) + t * (1.0 - t));
+        double drift = v + (1.0 - t) * score;
+        return x + drift * dt + sqrt (2.0 * (1.0 - t)) * sqrt (dt) * eps;
+      }
+    case NS_STEP_ODE:
+      return (x - v * t) * (1.0 - t_next) + (x + v * (1.0 - t)) * t_next;
+    case NS_STEP_EULER:
+    default:
+      return x + step->dt * v;
+    }
+}
 
 typedef struct {
   const char *name;                                  /* "cpu", "cuda" */

@@ -67,6 +67,10 @@ typedef struct NsModel NsModel;
 NsModel    *ns_model_load (const NsLoadOptions *options, GError **error);
 void        ns_model_free (NsModel *model);
 NsModelKind ns_model_get_kind (const NsModel *model);
+/* A warning to show before running `mode` on this checkpoint (editing with
+ * one that does not look like an edit model runs, but may edit poorly), or
+ * NULL; g_free it. */
+char       *ns_model_mode_warning (const NsModel *model, NsMode mode);
 const char *ns_model_get_dir (const NsModel *model);     /* remote: the server URL */
 /* The model's name for recipes: the folder's base name, or the server's model id. */
 const char *ns_model_get_name (const NsModel *model);
@@ -127,7 +131,7 @@ typedef struct {
 
 void ns_request_init (NsRequest *request);   /* all defaults */
 /* Fills every "default" field with the values for this model's kind
- * (model doc §9) and validates the rest. */
+ * (docs/model.md §9) and validates the rest. */
 gboolean ns_request_resolve (const NsModel *model, NsRequest *request, GError **error);
 
 /* Wall-clock milliseconds of a run's stages. backbone_ms and head_ms sum
@@ -140,7 +144,7 @@ typedef struct {
   int n_images;
   int width, height;
   guint8 **rgba;                  /* n_images pictures, stride width*4 */
-  /* what --save-tokens writes (float32, shapes as in the golden README) */
+  /* what --save-tokens writes (float32, shapes as in docs/model.md §5) */
   float *tokens;                  /* [n, ntok, 64] */
   float *latents;                 /* [n, 16, H/8, W/8] */
   float *decoded;                 /* [n, 3, H, W] */

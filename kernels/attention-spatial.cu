@@ -2,7 +2,7 @@
  * n = H·W positions, channel-major ([c, n] in and out). Queries are taken in
  * chunks so the score matrix never exceeds a fixed workspace (1024² images
  * have n = 16,384): scores = Qᵀ K by cuBLAS, a row softmax, then
- * out = V Pᵀ. Checked by tests/kernels. */
+ * out = V Pᵀ (engine/cpu/attention-spatial.c). */
 #include "cuda-common.cuh"
 
 #define SPATIAL_SCORE_BUDGET (64u << 20)   /* floats of scores per chunk (256 MB) */
@@ -26,7 +26,7 @@ softmax_rows_kernel (float *scores, int n, float scale)
   float sum = 0.0f;
   for (int j = threadIdx.x; j < n; j += blockDim.x)
     {
-      float e = __expf ((row[j] - m) * scale);
+      float e = expf ((row[j] - m) * scale);
       row[j] = e;
       sum += e;
     }
@@ -41,6 +41,8 @@ ns_cuda_attention_spatial (NsBackend *b, float *out, const float *q, const float
 {
   int chunk = (int) MAX (1u, MIN ((unsigned) n, SPATIAL_SCORE_BUDGET / (unsigned) n));
   float *scores = (float *) ns_cuda_workspace (b, (size_t) chunk * n * sizeof (float));
+  if (scores == NULL)
+    return;
   float scale = 1.0f / sqrtf ((float) c);
   for (int q0 = 0; q0 < n; q0 += chunk)
     {

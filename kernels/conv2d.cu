@@ -2,24 +2,15 @@
  * over chunks of output pixels so the column buffer stays within a fixed
  * budget at any image size; 1×1 stride-1 convolutions skip im2col. Weights
  * are widened to float once per call so the result keeps float precision
- * (VAE weights are small). Checked by tests/kernels. */
+ * (VAE weights are small). Mirrors engine/cpu/conv2d.c. */
 #include "cuda-common.cuh"
 
 #define CONV_COL_BUDGET (64u << 20)   /* floats in one column chunk (256 MB) */
 
-static unsigned
-grid_for (size_t n)
-{
-  return MIN (ns_div_up (n, 256), 65535u);
-}
-
 __global__ void
-widen_kernel (float *dst, NsMat w)
+widen_kernel (float *dst, NsMat w, size_t n)
 {
-  size_t n = (size_t) w.rows * w.cols;
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
-    dst[i] = ns_load_weight (w.data, w.dtype, i) * ns_row_scale (w, (int) (i / w.cols));
+  NS_GRID_STRIDE (i, n) dst[i] = ns_load_weight (w, i);
 }
 
 /* col[kk, p] for output pixels p0 … p0 + count, kk = (ci·k + ky)·k + kx. */
@@ -28,8 +19,7 @@ im2col_kernel (float *col, const float *x, int ci, int h, int w, int k, int stri
                int pad_l, int ow, size_t p0, size_t count)
 {
   size_t total = (size_t) ci * k * k * count;
-  for (size_t t = blockIdx.x * (size_t) blockDim.x + threadIdx.x; t < total;
-       t += (size_t) gridDim.x * blockDim.x)
+  NS_GRID_STRIDE (t, total)
     {
       size_t p = p0 + t % count, kk = t / count;
       int kx = (int) (kk % k), ky = (int) ((kk / k) % k), c = (int) (kk / (k * k));
@@ -39,12 +29,9 @@ im2col_kernel (float *col, const float *x, int ci, int h, int w, int k, int stri
 }
 
 __global__ void
-conv_bias_kernel (float *y, NsMat bias, int co, size_t hw)
+conv_bias_kernel (float *y, NsMat bias, size_t hw, size_t n)
 {
-  size_t n = (size_t) co * hw;
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
-    y[i] += ns_load_weight (bias.data, bias.dtype, i / hw);
+  NS_GRID_STRIDE (i, n) y[i] += ns_load_weight (bias, i / hw);
 }
 
 void
@@ -59,10 +46,12 @@ ns_cuda_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const Ns
   size_t chunk = direct ? ohw : MAX ((size_t) 1, MIN (ohw, CONV_COL_BUDGET / kdim));
   size_t w_floats = w->dtype == NS_DTYPE_F32 ? 0 : (size_t) co * kdim;
   float *ws = (float *) ns_cuda_workspace (b, (w_floats + (direct ? 0 : kdim * chunk)) * 4);
+  if (ws == NULL)
+    return;
   const float *w32 = (const float *) w->data;
   if (w_floats > 0)
     {
-      widen_kernel<<<grid_for (w_floats), 256, 0, stream>>> (ws, *w);
+      widen_kernel<<<ns_grid_for (w_floats), 256, 0, stream>>> (ws, *w, w_floats);
       w32 = ws;
     }
   float *col = ws + w_floats;
@@ -72,7 +61,7 @@ ns_cuda_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const Ns
       const float *a = x;
       if (!direct)
         {
-          im2col_kernel<<<grid_for (kdim * count), 256, 0, stream>>> (
+          im2col_kernel<<<ns_grid_for (kdim * count), 256, 0, stream>>> (
             col, x, ci, h, wd, k, stride, pad_t, pad_l, ow, p0, count);
           a = col;
         }
@@ -82,6 +71,7 @@ ns_cuda_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const Ns
                         (int) kdim, (int) ohw, FALSE, FALSE, 0.0f);
     }
   if (bias != NULL)
-    conv_bias_kernel<<<grid_for ((size_t) co * ohw), 256, 0, stream>>> (y, *bias, co, ohw);
+    conv_bias_kernel<<<ns_grid_for ((size_t) co * ohw), 256, 0, stream>>> (y, *bias, ohw,
+                                                                            (size_t) co * ohw);
   ns_cuda_check_launch (b, "conv2d");
 }

@@ -1,23 +1,49 @@
 /* cuda-backend.cu — the CUDA implementation of the backend ops table:
  * device selection, memory (with a cap so callers can plan and tests can
  * simulate small cards), weight upload (bf16/f16/f32 as stored, or
- * weight-only int8 / fp8 e4m3 with per-row scales), and the table itself.
- * The ops live one family per file beside this one. */
+ * weight-only int8 / fp8 e4m3 with per-row scales), the one workspace,
+ * asynchronous reads through pinned memory, graphs (stream capture), and
+ * the table itself. The ops live one family per file beside this one. */
 #include <string.h>
 
 #include "cuda-common.cuh"
+
+/* cuBLAS asks for 32 MiB on Hopper; a fixed one keeps its calls capturable. */
+#define CUBLAS_WORKSPACE_BYTES (32u << 20)
+/* Host staging for read_async before the first growth (one token's read). */
+#define STAGING_FLOATS (1u << 18)
+
+struct NsGraph {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+};
 
 static gboolean
 set_cuda_error (GError **error, cudaError_t err, const char *what)
 {
   g_set_error (error, NS_ERROR, err == cudaErrorMemoryAllocation ? NS_ERROR_OUT_OF_MEMORY
                                                                  : NS_ERROR_BACKEND,
-               "CUDA %s failed: %s (%s)", what, cudaGetErrorString (err), cudaGetErrorName (err));
+               "CUDA %s failed: %s (%s); check the driver with nvidia-smi, or use --backend cpu",
+               what, cudaGetErrorString (err), cudaGetErrorName (err));
+  return FALSE;
+}
+
+/* The first recorded failure as a GError (FALSE), or TRUE when none. */
+static gboolean
+report_first_error (NsCudaBackend *cb, GError **error)
+{
+  if (cb->first_error == cudaSuccess)
+    return TRUE;
+  g_set_error (error, NS_ERROR, cb->first_error == cudaErrorMemoryAllocation
+                                  ? NS_ERROR_OUT_OF_MEMORY : NS_ERROR_BACKEND,
+               "CUDA op %s failed: %s; the backend is unusable now: free memory (a smaller "
+               "image, --weights int8) or use --backend cpu",
+               cb->first_error_op, cudaGetErrorString (cb->first_error));
   return FALSE;
 }
 
 static gboolean
-reserve (NsCudaBackend *cb, size_t bytes, GError **error)
+within_cap (NsCudaBackend *cb, size_t bytes, GError **error)
 {
   if (cb->allocated + bytes > cb->memory_cap)
     {
@@ -30,15 +56,18 @@ reserve (NsCudaBackend *cb, size_t bytes, GError **error)
   return TRUE;
 }
 
+/* Stream-ordered allocation counted against the cap; on failure nothing
+ * changes (no pointer, no accounting). */
 static void *
 device_alloc (NsCudaBackend *cb, size_t bytes, GError **error)
 {
   void *p = NULL;
-  if (!reserve (cb, bytes, error))
+  if (!within_cap (cb, bytes, error))
     return NULL;
   cudaError_t err = cudaMallocAsync (&p, MAX (bytes, 1), cb->stream);
   if (err != cudaSuccess)
     {
+      cudaGetLastError ();   /* an allocation failure is not sticky: clear it */
       set_cuda_error (error, err, "allocation");
       return NULL;
     }
@@ -48,6 +77,8 @@ device_alloc (NsCudaBackend *cb, size_t bytes, GError **error)
   return p;
 }
 
+/* NULL is a no-op here: cudaFreeAsync (NULL) is an error that sticks
+ * (issue 16). */
 static void
 device_free (NsCudaBackend *cb, const void *p)
 {
@@ -56,13 +87,14 @@ device_free (NsCudaBackend *cb, const void *p)
   gpointer bytes;
   if (g_hash_table_steal_extended (cb->sizes, p, NULL, &bytes))
     cb->allocated -= GPOINTER_TO_SIZE (bytes);
-  cudaFreeAsync ((void *) p, cb->stream);
+  ns_cuda_record (&cb->base, cudaFreeAsync ((void *) p, cb->stream), "free");
 }
 
 static float *
 cuda_alloc (NsBackend *b, size_t n_floats, GError **error)
 {
   NsCudaBackend *cb = ns_cuda (b);
+  g_return_val_if_fail (!cb->capturing, NULL);
   float *p = (float *) device_alloc (cb, n_floats * sizeof (float), error);
   if (p != NULL)
     ns_cuda_record (b, cudaMemsetAsync (p, 0, n_floats * sizeof (float), cb->stream), "alloc");
@@ -79,10 +111,10 @@ static void
 cuda_write (NsBackend *b, float *dst, const float *src, size_t n)
 {
   NsCudaBackend *cb = ns_cuda (b);
+  g_return_if_fail (!cb->capturing);
   ns_cuda_record (b, cudaMemcpyAsync (dst, src, n * sizeof (float), cudaMemcpyHostToDevice,
                                       cb->stream), "write");
-  /* The caller may reuse `src` at once: pageable copies are staged, but wait
-   * to be sure. */
+  /* The caller may reuse `src` at once. */
   ns_cuda_record (b, cudaStreamSynchronize (cb->stream), "write");
 }
 
@@ -90,6 +122,7 @@ static void
 cuda_read (NsBackend *b, float *dst, const float *src, size_t n)
 {
   NsCudaBackend *cb = ns_cuda (b);
+  g_return_if_fail (!cb->capturing);
   ns_cuda_record (b, cudaMemcpyAsync (dst, src, n * sizeof (float), cudaMemcpyDeviceToHost,
                                       cb->stream), "read");
   ns_cuda_record (b, cudaStreamSynchronize (cb->stream), "read");
@@ -107,14 +140,23 @@ static gboolean
 cuda_sync (NsBackend *b, GError **error)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  ns_cuda_record (b, cudaStreamSynchronize (cb->stream), "sync");
-  if (cb->first_error != cudaSuccess)
+  if (cb->capturing)
     {
-      g_set_error (error, NS_ERROR, NS_ERROR_BACKEND, "CUDA op %s failed: %s",
-                   cb->first_error_op, cudaGetErrorString (cb->first_error));
+      g_set_error (error, NS_ERROR, NS_ERROR_BACKEND,
+                   "CUDA sync inside a graph capture: end the graph first (graph_end)");
       return FALSE;
     }
-  return TRUE;
+  ns_cuda_record (b, cudaStreamSynchronize (cb->stream), "sync");
+  return report_first_error (cb, error);
+}
+
+/* ---- weights ------------------------------------------------------------ */
+
+static void
+note_matrix (NsCudaBackend *cb, const NsMat *m)
+{
+  cb->max_out = MAX (cb->max_out, m->rows);
+  cb->max_in = MAX (cb->max_in, m->cols);
 }
 
 /* Copies host bytes into new device memory (NULL with an error). */
@@ -138,7 +180,7 @@ static gboolean
 quantize_upload (NsCudaBackend *cb, const NsTensorView *t, NsDType q_dtype, NsMat *out,
                  GError **error)
 {
-  void *staging = device_alloc (cb, t->n_bytes, error);
+  void *staging = upload_bytes (cb, t->data, t->n_bytes, error);
   if (staging == NULL)
     return FALSE;
   void *q = device_alloc (cb, (size_t) out->rows * out->cols, error);
@@ -149,8 +191,6 @@ quantize_upload (NsCudaBackend *cb, const NsTensorView *t, NsDType q_dtype, NsMa
       device_free (cb, staging);
       return FALSE;
     }
-  ns_cuda_record (&cb->base, cudaMemcpyAsync (staging, t->data, t->n_bytes,
-                                              cudaMemcpyHostToDevice, cb->stream), "upload");
   ns_cuda_quantize_rows (&cb->base, q, scale, staging, t->dtype, q_dtype, out->rows, out->cols);
   device_free (cb, staging);
   out->dtype = q_dtype;
@@ -172,9 +212,12 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
     }
   int64_t rows = t->n_dims >= 2 ? t->shape[0] : 1;
   int64_t cols = rows > 0 ? ns_tensor_n_elements (t) / rows : 0;
-  if (rows > G_MAXINT || cols > G_MAXINT)
+  if (rows < 1 || cols < 1 || rows > G_MAXINT || cols > G_MAXINT)
     {
-      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED, "tensor '%s' is too large", t->name);
+      g_set_error (error, NS_ERROR, NS_ERROR_MODEL,
+                   "%s: tensor '%s' gives a %" G_GINT64_FORMAT " × %" G_GINT64_FORMAT
+                   " matrix, which the CUDA backend cannot hold (empty or too large)",
+                   t->file ? t->file : "model", t->name, rows, cols);
       return FALSE;
     }
   if ((size_t) (rows * cols) * ns_dtype_size (t->dtype) != t->n_bytes)
@@ -187,10 +230,10 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
       return FALSE;
     }
   *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL };
+  note_matrix (cb, out);
   NsDType q_dtype = ns_backend_upload_dtype (b, t);
   if (q_dtype != t->dtype)
     return quantize_upload (cb, t, q_dtype, out, error);
-
   out->data = upload_bytes (cb, t->data, t->n_bytes, error);
   return out->data != NULL;
 }
@@ -212,6 +255,7 @@ cuda_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *
       return FALSE;
     }
   *out = (NsMat) { q->dtype, (int) rows, (int) q->shape[1], NULL, NULL };
+  note_matrix (cb, out);
   out->data = upload_bytes (cb, q->data, q->n_bytes, error);
   if (out->data == NULL)
     return FALSE;
@@ -234,83 +278,315 @@ cuda_release (NsBackend *b, NsMat *m)
   m->scale = NULL;
 }
 
-const int32_t *
-ns_cuda_stage_indices (NsBackend *b, const int32_t *host, int n)
+/* ---- workspace, reserve ------------------------------------------------- */
+
+/* Replaces the workspace by one of `bytes`; on failure there is none
+ * (pointer and size agree: issue 16). A graph recorded the old one's
+ * address, so it is kept until the last graph is freed. */
+static gboolean
+grow_workspace (NsCudaBackend *cb, size_t bytes, GError **error)
 {
-  NsCudaBackend *cb = ns_cuda (b);
-  if ((size_t) n > cb->index_capacity)
-    {
-      cudaFreeAsync (cb->index_scratch, cb->stream);
-      cb->index_capacity = MAX ((size_t) n, 2 * cb->index_capacity);
-      ns_cuda_record (b, cudaMallocAsync ((void **) &cb->index_scratch,
-                                          cb->index_capacity * sizeof (int32_t), cb->stream),
-                      "index scratch");
-    }
-  ns_cuda_record (b, cudaMemcpyAsync (cb->index_scratch, host, n * sizeof (int32_t),
-                                      cudaMemcpyHostToDevice, cb->stream), "indices");
-  /* The host array may be reused by the caller right after the op. */
-  ns_cuda_record (b, cudaStreamSynchronize (cb->stream), "indices");
-  return cb->index_scratch;
+  if (bytes <= cb->workspace_bytes)
+    return TRUE;
+  if (cb->live_graphs > 0 && cb->workspace != NULL)
+    g_ptr_array_add (cb->retired, cb->workspace);
+  else
+    device_free (cb, cb->workspace);
+  cb->workspace = NULL;
+  cb->workspace_bytes = 0;
+  void *p = device_alloc (cb, bytes, error);
+  if (p == NULL)
+    return FALSE;
+  cb->workspace = p;
+  cb->workspace_bytes = bytes;
+  return TRUE;
 }
 
 void *
 ns_cuda_workspace (NsBackend *b, size_t bytes)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  if (bytes > cb->workspace_bytes)
+  if (bytes <= cb->workspace_bytes)
+    return cb->workspace;
+  if (cb->capturing)
     {
-      cudaFreeAsync (cb->workspace, cb->stream);
-      cb->workspace_bytes = MAX (bytes, cb->workspace_bytes + cb->workspace_bytes / 2);
-      ns_cuda_record (b, cudaMallocAsync (&cb->workspace, cb->workspace_bytes, cb->stream),
-                      "workspace");
+      ns_cuda_record (b, cudaErrorStreamCaptureUnsupported,
+                      "workspace growth during graph capture (call reserve with the largest "
+                      "row count first)");
+      return NULL;
     }
+  GError *error = NULL;
+  /* Grow by half again so a slowly rising size does not reallocate each time. */
+  if (!grow_workspace (cb, MAX (bytes, cb->workspace_bytes + cb->workspace_bytes / 2), &error)
+      && !grow_workspace (cb, bytes, NULL))
+    {
+      ns_cuda_record (b, cudaErrorMemoryAllocation, "workspace");
+      g_clear_error (&error);
+      return NULL;
+    }
+  g_clear_error (&error);
   return cb->workspace;
 }
+
+static gboolean
+grow_staging (NsCudaBackend *cb, size_t n, GError **error)
+{
+  if (n <= cb->staging_floats)
+    return TRUE;
+  float *p = NULL;
+  cudaError_t err = cudaHostAlloc ((void **) &p, n * sizeof (float), cudaHostAllocDefault);
+  if (err != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return set_cuda_error (error, err, "pinned host allocation");
+    }
+  cudaFreeHost (cb->staging);
+  cb->staging = p;
+  cb->staging_floats = n;
+  return TRUE;
+}
+
+static gboolean
+cuda_reserve (NsBackend *b, int max_rows, GError **error)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  g_return_val_if_fail (!cb->capturing, FALSE);
+  return grow_workspace (cb, ns_cuda_linear_workspace (b, max_rows), error)
+         && grow_staging (cb, STAGING_FLOATS, error);
+}
+
+/* ---- asynchronous reads -------------------------------------------------- */
+
+static gboolean
+cuda_read_wait (NsBackend *b, GError **error)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  if (cb->reads->len > 0)
+    ns_cuda_record (b, cudaEventSynchronize (cb->read_done), "read_wait");
+  for (guint i = 0; i < cb->reads->len; i++)
+    {
+      NsCudaRead *r = &g_array_index (cb->reads, NsCudaRead, i);
+      if (cb->first_error == cudaSuccess)
+        memcpy (r->dst, cb->staging + r->offset, r->n * sizeof (float));
+    }
+  g_array_set_size (cb->reads, 0);
+  cb->staging_used = 0;
+  return report_first_error (cb, error);
+}
+
+static void
+cuda_read_async (NsBackend *b, float *dst, const float *src, size_t n)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  g_return_if_fail (!cb->capturing);
+  if (cb->staging_used + n > cb->staging_floats)
+    {
+      /* The staging buffer moves: finish the reads in it first. */
+      cuda_read_wait (b, NULL);
+      GError *error = NULL;
+      if (!grow_staging (cb, MAX (n, 2 * cb->staging_floats), &error))
+        {
+          g_clear_error (&error);
+          ns_cuda_record (b, cudaErrorMemoryAllocation, "read_async staging");
+          return;
+        }
+    }
+  NsCudaRead r = { dst, cb->staging_used, n };
+  ns_cuda_record (b, cudaMemcpyAsync (cb->staging + r.offset, src, n * sizeof (float),
+                                      cudaMemcpyDeviceToHost, cb->stream), "read_async");
+  ns_cuda_record (b, cudaEventRecord (cb->read_done, cb->stream), "read_async");
+  g_array_append_val (cb->reads, r);
+  cb->staging_used += n;
+}
+
+/* ---- graphs -------------------------------------------------------------- */
+
+static gboolean
+cuda_graph_begin (NsBackend *b, GError **error)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  if (cb->capturing || !report_first_error (cb, error))
+    {
+      if (cb->capturing)
+        g_set_error (error, NS_ERROR, NS_ERROR_BACKEND,
+                     "a CUDA graph is already being recorded: end it first (graph_end)");
+      return FALSE;
+    }
+  cudaError_t err = cudaStreamBeginCapture (cb->stream, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess)
+    return set_cuda_error (error, err, "graph capture");
+  cb->capturing = TRUE;
+  return TRUE;
+}
+
+static NsGraph *
+cuda_graph_end (NsBackend *b, GError **error)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  g_return_val_if_fail (cb->capturing, NULL);
+  cb->capturing = FALSE;
+  NsGraph *g = g_new0 (NsGraph, 1);
+  cudaError_t err = cudaStreamEndCapture (cb->stream, &g->graph);
+  ns_cuda_record (b, err, "graph capture");
+  if (err == cudaSuccess && cb->first_error == cudaSuccess)
+    ns_cuda_record (b, cudaGraphInstantiate (&g->exec, g->graph, 0), "graph instantiation");
+  if (report_first_error (cb, error))
+    {
+      cb->live_graphs++;
+      return g;
+    }
+  if (g->graph != NULL)
+    cudaGraphDestroy (g->graph);
+  g_free (g);
+  return NULL;
+}
+
+static void
+cuda_graph_launch (NsBackend *b, NsGraph *graph)
+{
+  ns_cuda_record (b, cudaGraphLaunch (graph->exec, ns_cuda (b)->stream), "graph launch");
+}
+
+static void
+cuda_graph_free (NsBackend *b, NsGraph *graph)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  if (graph == NULL)
+    return;
+  cudaGraphExecDestroy (graph->exec);
+  cudaGraphDestroy (graph->graph);
+  g_free (graph);
+  if (--cb->live_graphs == 0)
+    {
+      for (guint i = 0; i < cb->retired->len; i++)
+        device_free (cb, g_ptr_array_index (cb->retired, i));
+      g_ptr_array_set_size (cb->retired, 0);
+    }
+}
+
+/* ---- the backend ---------------------------------------------------------- */
 
 static void
 cuda_destroy (NsBackend *b)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  cudaFreeAsync (cb->index_scratch, cb->stream);
-  cudaFreeAsync (cb->workspace, cb->stream);
-  cudaStreamSynchronize (cb->stream);
+  /* Also called on a half-built backend: skip what was never made. */
+  if (cb->stream != NULL)
+    {
+      device_free (cb, cb->workspace);
+      for (guint i = 0; i < cb->retired->len; i++)
+        device_free (cb, g_ptr_array_index (cb->retired, i));
+      cudaStreamSynchronize (cb->stream);
+    }
+  cudaFree (cb->cublas_workspace);
+  cudaFreeHost (cb->staging);
+  if (cb->read_done != NULL)
+    cudaEventDestroy (cb->read_done);
+  if (cb->cublas != NULL)
+    cublasDestroy (cb->cublas);
+  if (cb->stream != NULL)
+    cudaStreamDestroy (cb->stream);
+  g_array_unref (cb->reads);
+  g_ptr_array_unref (cb->retired);
   g_hash_table_unref (cb->sizes);
-  cublasDestroy (cb->cublas);
-  cudaStreamDestroy (cb->stream);
   g_free (cb);
 }
 
 static const NsBackendOps cuda_ops = {
-  "cuda",
-  cuda_destroy,
-  cuda_alloc,
-  cuda_free,
-  cuda_write,
-  cuda_read,
-  cuda_copy,
-  cuda_upload,
-  cuda_release,
-  cuda_sync,
-  ns_cuda_embedding,
-  ns_cuda_linear,
-  ns_cuda_rmsnorm,
-  ns_cuda_layernorm,
-  ns_cuda_modulate,
-  ns_cuda_gated_add,
-  ns_cuda_silu,
-  ns_cuda_silu_mul,
-  ns_cuda_add,
-  ns_cuda_rope,
-  ns_cuda_kv_store,
-  ns_cuda_attention,
-  ns_cuda_conv2d,
-  ns_cuda_groupnorm,
-  ns_cuda_upsample2x,
-  ns_cuda_attention_spatial,
-  ns_cuda_patchify,
-  ns_cuda_unpatchify,
-  cuda_upload_quantized,
+  .name = "cuda",
+  .destroy = cuda_destroy,
+  .alloc = cuda_alloc,
+  .free = cuda_free,
+  .write = cuda_write,
+  .read = cuda_read,
+  .copy = cuda_copy,
+  .upload = cuda_upload,
+  .release = cuda_release,
+  .sync = cuda_sync,
+  .embedding = ns_cuda_embedding,
+  .linear = ns_cuda_linear,
+  .rmsnorm = ns_cuda_rmsnorm,
+  .layernorm = ns_cuda_layernorm,
+  .modulate = ns_cuda_modulate,
+  .gated_add = ns_cuda_gated_add,
+  .silu = ns_cuda_silu,
+  .silu_mul = ns_cuda_silu_mul,
+  .add = ns_cuda_add,
+  .rope = ns_cuda_rope,
+  .kv_store = ns_cuda_kv_store,
+  .attention = ns_cuda_attention,
+  .counter_add = ns_cuda_counter_add,
+  .add_indexed_row = ns_cuda_add_indexed_row,
+  .time_features = ns_cuda_time_features,
+  .noise = ns_cuda_noise,
+  .cfg_combine = ns_cuda_cfg_combine,
+  .sampler_step = ns_cuda_sampler_step,
+  .sampler_finish = ns_cuda_sampler_finish,
+  .conv2d = ns_cuda_conv2d,
+  .groupnorm = ns_cuda_groupnorm,
+  .upsample2x = ns_cuda_upsample2x,
+  .attention_spatial = ns_cuda_attention_spatial,
+  .patchify = ns_cuda_patchify,
+  .unpatchify = ns_cuda_unpatchify,
+  .upload_quantized = cuda_upload_quantized,
+  .reserve = cuda_reserve,
+  .read_async = cuda_read_async,
+  .read_wait = cuda_read_wait,
+  .graph_begin = cuda_graph_begin,
+  .graph_end = cuda_graph_end,
+  .graph_launch = cuda_graph_launch,
+  .graph_free = cuda_graph_free,
 };
+
+/* Stream, cuBLAS (fixed workspace, no reduced-precision reductions: results
+ * must match the f32 CPU reference) and the read event. */
+static gboolean
+init_device_state (NsCudaBackend *cb, GError **error)
+{
+  cudaError_t err;
+  if ((err = cudaStreamCreateWithFlags (&cb->stream, cudaStreamNonBlocking)) != cudaSuccess
+      || (err = cudaEventCreateWithFlags (&cb->read_done, cudaEventDisableTiming)) != cudaSuccess
+      || (err = cudaMalloc (&cb->cublas_workspace, CUBLAS_WORKSPACE_BYTES)) != cudaSuccess)
+    return set_cuda_error (error, err, "stream setup");
+  if (cublasCreate (&cb->cublas) != CUBLAS_STATUS_SUCCESS
+      || cublasSetStream (cb->cublas, cb->stream) != CUBLAS_STATUS_SUCCESS
+      || cublasSetWorkspace (cb->cublas, cb->cublas_workspace, CUBLAS_WORKSPACE_BYTES)
+           != CUBLAS_STATUS_SUCCESS
+      || cublasSetMathMode (cb->cublas, (cublasMath_t) (CUBLAS_DEFAULT_MATH
+                                        | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION))
+           != CUBLAS_STATUS_SUCCESS)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_BACKEND,
+                   "cuBLAS could not be initialised; check that libcublas matches the driver "
+                   "(nvidia-smi), or use --backend cpu");
+      return FALSE;
+    }
+  cb->allocated = CUBLAS_WORKSPACE_BYTES;
+  return TRUE;
+}
+
+static NsCudaBackend *
+backend_new (int device, guint64 memory_cap, size_t free_bytes)
+{
+  NsCudaBackend *cb = g_new0 (NsCudaBackend, 1);
+  cb->base.ops = &cuda_ops;
+  cb->device = device;
+  /* Leave some room for the context and cuBLAS's own allocations. */
+  guint64 usable = free_bytes > (512u << 20) ? free_bytes - (512u << 20) : 0;
+  cb->memory_cap = memory_cap != 0 ? MIN (memory_cap, usable) : usable;
+  cb->sizes = g_hash_table_new (g_direct_hash, g_direct_equal);
+  cb->reads = g_array_new (FALSE, FALSE, sizeof (NsCudaRead));
+  cb->retired = g_ptr_array_new ();
+  ns_backend_set_weight_format (&cb->base, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties (&prop, device) == cudaSuccess)
+    {
+      cb->sm = prop.major * 10 + prop.minor;
+      cb->n_sms = prop.multiProcessorCount;
+    }
+  cb->n_sms = MAX (cb->n_sms, 1);
+  return cb;
+}
 
 NsBackend *
 ns_backend_cuda_new (int device, guint64 memory_cap, GError **error)
@@ -319,46 +595,28 @@ ns_backend_cuda_new (int device, guint64 memory_cap, GError **error)
   cudaError_t err = cudaGetDeviceCount (&count);
   if (err != cudaSuccess || count == 0)
     {
-      g_set_error (error, NS_ERROR, NS_ERROR_BACKEND, "no usable CUDA device (%s)",
+      g_set_error (error, NS_ERROR, NS_ERROR_BACKEND,
+                   "no usable CUDA device (%s); use --backend cpu",
                    err != cudaSuccess ? cudaGetErrorString (err) : "none found");
       return NULL;
     }
   if (device < 0 || device >= count)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                   "CUDA device %d does not exist (%d found)", device, count);
+                   "CUDA device %d does not exist (%d found); pick one below %d", device, count,
+                   count);
       return NULL;
     }
-  if ((err = cudaSetDevice (device)) != cudaSuccess)
-    return set_cuda_error (error, err, "device selection"), (NsBackend *) NULL;
-
   size_t free_bytes = 0, total_bytes = 0;
-  if ((err = cudaMemGetInfo (&free_bytes, &total_bytes)) != cudaSuccess)
-    return set_cuda_error (error, err, "memory query"), (NsBackend *) NULL;
-
-  NsCudaBackend *cb = g_new0 (NsCudaBackend, 1);
-  cb->base.ops = &cuda_ops;
-  cb->device = device;
-  /* Leave some room for cuBLAS, the context and the workspaces. */
-  guint64 usable = free_bytes > (512u << 20) ? free_bytes - (512u << 20) : 0;
-  cb->memory_cap = memory_cap != 0 ? MIN (memory_cap, usable) : usable;
-  cb->sizes = g_hash_table_new (g_direct_hash, g_direct_equal);
-  ns_backend_set_weight_format (&cb->base, NS_WEIGHTS_BF16, NS_QUANT_MIN_ELEMENTS);
-  cudaDeviceProp prop;
-  if (cudaGetDeviceProperties (&prop, device) == cudaSuccess)
-    cb->sm = prop.major * 10 + prop.minor;
-  if ((err = cudaStreamCreateWithFlags (&cb->stream, cudaStreamNonBlocking)) != cudaSuccess
-      || cublasCreate (&cb->cublas) != CUBLAS_STATUS_SUCCESS)
+  if ((err = cudaSetDevice (device)) != cudaSuccess
+      || (err = cudaMemGetInfo (&free_bytes, &total_bytes)) != cudaSuccess)
+    return set_cuda_error (error, err, "device selection"), (NsBackend *) NULL;
+  NsCudaBackend *cb = backend_new (device, memory_cap, free_bytes);
+  if (!init_device_state (cb, error))
     {
-      if (err == cudaSuccess)
-        g_set_error (error, NS_ERROR, NS_ERROR_BACKEND, "cuBLAS could not be initialised");
-      else
-        set_cuda_error (error, err, "stream creation");
-      g_hash_table_unref (cb->sizes);
-      g_free (cb);
+      cuda_destroy (&cb->base);
       return NULL;
     }
-  cublasSetStream (cb->cublas, cb->stream);
   return &cb->base;
 }
 
@@ -366,7 +624,7 @@ guint64
 ns_backend_cuda_free_memory (NsBackend *b)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  return cb->memory_cap - cb->allocated;
+  return cb->memory_cap > cb->allocated ? cb->memory_cap - cb->allocated : 0;
 }
 
 gboolean

@@ -1,6 +1,8 @@
 /* cuda-common.cuh — what every CUDA op file shares: the backend state, error
- * bookkeeping, dtype loads and launch helpers. Ops are asynchronous on the
- * backend's stream; the first failure is kept and reported by sync/read. */
+ * bookkeeping, dtype loads, reductions and launch helpers. Ops are
+ * asynchronous on the backend's stream and read positions and token indices
+ * from device memory (backend.h), so a sequence of them can be captured as
+ * a graph; the first failure is kept and reported by sync/read_wait. */
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,24 +13,39 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "grid-index.h"
 #include "nextstep.h"
+
+/* One host read in flight (read_async): `n` floats at `offset` of the pinned
+ * staging buffer go to `dst` at read_wait. */
+typedef struct {
+  float *dst;
+  size_t offset, n;
+} NsCudaRead;
 
 typedef struct {
   NsBackend base;
   int device;
+  int sm;                      /* compute capability, major · 10 + minor */
+  int n_sms;
   cudaStream_t stream;
   cublasHandle_t cublas;
+  void *cublas_workspace;      /* fixed, so cuBLAS calls can be captured */
   guint64 memory_cap;          /* bytes we may hold; from the device or a test cap */
-  guint64 allocated;           /* bytes held through alloc/upload */
-  GHashTable *sizes;           /* device pointer → bytes, for the accounting */
+  guint64 allocated;           /* bytes held through alloc/upload/workspaces */
   guint64 peak;                /* most bytes held at once (for nextstep bench) */
-  int sm;                      /* compute capability, major · 10 + minor */
-  /* Scratch: host-supplied index arrays (ids, positions) and GEMM staging. */
-  int32_t *index_scratch;
-  size_t index_capacity;
-  void *workspace;
+  GHashTable *sizes;           /* device pointer → bytes, for the accounting */
+  int max_out, max_in;         /* largest weight matrix uploaded (rows, cols) */
+  void *workspace;             /* one scratch buffer, stream-ordered among ops */
   size_t workspace_bytes;
-  cudaError_t first_error;     /* sticky: the first asynchronous failure */
+  int live_graphs;             /* graphs made and not freed */
+  GPtrArray *retired;          /* old workspaces a live graph may still use */
+  float *staging;              /* pinned host memory for read_async */
+  size_t staging_floats, staging_used;
+  GArray *reads;               /* NsCudaRead in flight */
+  cudaEvent_t read_done;
+  gboolean capturing;          /* between graph_begin and graph_end */
+  cudaError_t first_error;     /* sticky: the first failure */
   const char *first_error_op;
 } NsCudaBackend;
 
@@ -36,19 +53,6 @@ static inline NsCudaBackend *
 ns_cuda (NsBackend *b)
 {
   return (NsCudaBackend *) b;
-}
-
-/* Records the launch status of an op (the first failure sticks). */
-static inline void
-ns_cuda_check_launch (NsBackend *b, const char *op)
-{
-  cudaError_t err = cudaGetLastError ();
-  NsCudaBackend *cb = ns_cuda (b);
-  if (err != cudaSuccess && cb->first_error == cudaSuccess)
-    {
-      cb->first_error = err;
-      cb->first_error_op = op;
-    }
 }
 
 static inline void
@@ -62,41 +66,71 @@ ns_cuda_record (NsBackend *b, cudaError_t err, const char *op)
     }
 }
 
+/* Records the launch status of an op (the first failure sticks). */
+static inline void
+ns_cuda_check_launch (NsBackend *b, const char *op)
+{
+  ns_cuda_record (b, cudaGetLastError (), op);
+}
+
 static inline unsigned
 ns_div_up (size_t n, unsigned d)
 {
   return (unsigned) ((n + d - 1) / d);
 }
 
-/* Element i of a weight matrix's storage, as float (scales applied by the
- * caller for quantized rows). */
-__device__ __forceinline__ float
-ns_load_weight (const void *data, NsDType dtype, size_t i)
+/* Blocks of 256 threads for a grid-stride loop over n elements. */
+static inline unsigned
+ns_grid_for (size_t n)
 {
-  switch (dtype)
+  return MAX (1u, MIN (ns_div_up (n, 256), 65535u));
+}
+
+#define NS_GRID_STRIDE(i, n)                                                    \
+  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < (n);     \
+       i += (size_t) gridDim.x * blockDim.x)
+
+/* A grid-stride kernel over n elements on the backend's stream. */
+#define NS_LAUNCH(b, n, kernel, ...)                                            \
+  do {                                                                          \
+    kernel<<<ns_grid_for (n), 256, 0, ns_cuda (b)->stream>>> (__VA_ARGS__);    \
+    ns_cuda_check_launch (b, #kernel);                                          \
+  } while (0)
+
+/* Element i of a small weight (norm gains, biases, tables) as float, scale
+ * included. The hot loops (linear.cu) decode one format per kernel instead. */
+__device__ __forceinline__ float
+ns_load_weight (const NsMat m, size_t i)
+{
+  float v;
+  switch (m.dtype)
     {
-    case NS_DTYPE_BF16: return __bfloat162float (((const __nv_bfloat16 *) data)[i]);
-    case NS_DTYPE_F16: return __half2float (((const __half *) data)[i]);
-    case NS_DTYPE_I8: return (float) ((const int8_t *) data)[i];
+    case NS_DTYPE_BF16: v = __bfloat162float (((const __nv_bfloat16 *) m.data)[i]); break;
+    case NS_DTYPE_F16: v = __half2float (((const __half *) m.data)[i]); break;
+    case NS_DTYPE_I8: v = (float) ((const int8_t *) m.data)[i]; break;
     case NS_DTYPE_F8_E4M3:
       {
-        __nv_fp8_e4m3 v;
-        v.__x = ((const __nv_fp8_storage_t *) data)[i];
-        return (float) v;
+        __nv_fp8_e4m3 f;
+        f.__x = ((const __nv_fp8_storage_t *) m.data)[i];
+        v = (float) f;
+        break;
       }
-    default: return ((const float *) data)[i];
+    default: v = ((const float *) m.data)[i];
     }
+  return m.scale != NULL ? v * m.scale[i / m.cols] : v;
 }
 
-/* Row `r` scale of a quantized matrix (1 for float storage). */
-__device__ __forceinline__ float
-ns_row_scale (const NsMat m, int r)
+/* An optional weight passed by value: data NULL when absent. */
+static inline NsMat
+ns_mat_or_none (const NsMat *m)
 {
-  return m.scale != NULL ? m.scale[r] : 1.0f;
+  NsMat none = { NS_DTYPE_F32, 0, 1, NULL, NULL };
+  return m != NULL ? *m : none;
 }
 
-__device__ __forceinline__ float
-ns_warp_sum (float v)
+template <typename T>
+__device__ __forceinline__ T
+ns_warp_sum (T v)
 {
   for (int offset = 16; offset > 0; offset >>= 1)
     v += __shfl_xor_sync (0xffffffffu, v, offset);
@@ -112,9 +146,10 @@ ns_warp_max (float v)
 }
 
 /* Sum over a block whose size is a multiple of 32 (≤ 1024); every thread
- * gets the result. `shared` holds ≥ 32 floats. */
-__device__ __forceinline__ float
-ns_block_sum (float v, float *shared)
+ * gets the result. `shared` holds ≥ 32 values. */
+template <typename T>
+__device__ __forceinline__ T
+ns_block_sum (T v, T *shared)
 {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   v = ns_warp_sum (v);
@@ -123,55 +158,79 @@ ns_block_sum (float v, float *shared)
     shared[warp] = v;
   __syncthreads ();
   int n_warps = blockDim.x >> 5;
-  v = lane < n_warps ? shared[lane] : 0.0f;
+  v = lane < n_warps ? shared[lane] : (T) 0;
   return ns_warp_sum (v);
 }
 
-/* Copies a host index array (ids, positions) to device scratch. */
-const int32_t *ns_cuda_stage_indices (NsBackend *b, const int32_t *host, int n);
-/* Device workspace of at least `bytes` (grown on demand; stream-ordered). */
+/* Device scratch of at least `bytes`, valid until the next op that asks.
+ * Grows outside graph capture only (reserve sizes it first); NULL with the
+ * failure recorded when it cannot. */
 void *ns_cuda_workspace (NsBackend *b, size_t bytes);
+/* The workspace a linear of `rows` rows needs at most (for reserve). */
+size_t ns_cuda_linear_workspace (NsBackend *b, int rows);
 
 /* Op entry points, one family per file (the ops table is in cuda-backend.cu). */
 G_BEGIN_DECLS
+/* linear.cu */
 void ns_cuda_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                      int rows, gboolean accumulate);
 void ns_cuda_gemm_f32 (NsBackend *b, float *c, const float *a, const float *bm, int m, int n,
                        int k, int lda, int ldb, int ldc, gboolean transpose_a,
                        gboolean transpose_b, float beta);
+/* norm.cu, groupnorm.cu */
 void ns_cuda_rmsnorm (NsBackend *b, float *y, const float *x, const NsMat *weight, int rows,
                       int dim, float eps);
 void ns_cuda_layernorm (NsBackend *b, float *y, const float *x, const NsMat *weight,
                         const NsMat *bias, int rows, int dim, float eps);
+void ns_cuda_groupnorm (NsBackend *b, float *y, const float *x, const NsMat *gamma,
+                        const NsMat *beta, int c, int hw, int groups, float eps, gboolean silu);
+/* elementwise.cu */
 void ns_cuda_modulate (NsBackend *b, float *y, const float *x, const float *shift,
                        const float *scale, int rows, int dim, int mod_stride);
 void ns_cuda_gated_add (NsBackend *b, float *x, const float *gate, const float *m, int rows,
                         int dim, int gate_stride);
-void ns_cuda_groupnorm (NsBackend *b, float *y, const float *x, const NsMat *gamma,
-                        const NsMat *beta, int c, int hw, int groups, float eps, gboolean silu);
 void ns_cuda_silu (NsBackend *b, float *y, const float *x, size_t n);
 void ns_cuda_silu_mul (NsBackend *b, float *y, const float *gate, const float *up, size_t n);
 void ns_cuda_add (NsBackend *b, float *y, const float *a, const float *c, size_t n);
+void ns_cuda_counter_add (NsBackend *b, int32_t *counter, int n, int32_t delta);
+void ns_cuda_add_indexed_row (NsBackend *b, float *y, const float *x, const float *table,
+                              const int32_t *rows_of, const int32_t *token, int rows, int dim);
+/* embedding.cu */
 void ns_cuda_embedding (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n);
+/* image.cu */
 void ns_cuda_upsample2x (NsBackend *b, float *y, const float *x, int c, int h, int w);
 void ns_cuda_patchify (NsBackend *b, float *tokens, const float *latent, int c, int gh, int gw,
                        int p);
 void ns_cuda_unpatchify (NsBackend *b, float *latent, const float *tokens, int c, int gh, int gw,
                          int p);
-void ns_cuda_rope (NsBackend *b, float *x, const int32_t *positions, int rows, int heads,
+/* rope.cu, attention.cu, attention-spatial.cu */
+void ns_cuda_rope (NsBackend *b, float *x, const int32_t *start, int batch, int n, int heads,
                    int head_dim, double theta);
-void ns_cuda_kv_store (NsBackend *b, float *cache, const float *src, int batch, int n, int start,
-                       int kv_heads, int head_dim, int capacity);
+void ns_cuda_kv_store (NsBackend *b, float *cache, const float *src, int batch, int n,
+                       const int32_t *start, int kv_heads, int head_dim, int capacity);
 void ns_cuda_attention (NsBackend *b, float *out, const float *q, const float *k_cache,
                         const float *v_cache, const float *key_valid, int batch, int n,
-                        int start, int heads, int kv_heads, int head_dim, int capacity);
+                        const int32_t *start, int heads, int kv_heads, int head_dim,
+                        int capacity);
 void ns_cuda_attention_spatial (NsBackend *b, float *out, const float *q, const float *k,
                                 const float *v, int c, int n);
+/* conv2d.cu */
 void ns_cuda_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                      int ci, int h, int wd, int co, int k, int stride, int pad_t, int pad_l,
                      int pad_b, int pad_r);
-/* Quantizes a device bf16/f16/f32 matrix [rows × cols] to int8 or fp8 e4m3
- * with one absmax scale per row. */
+/* sampler.cu */
+void ns_cuda_time_features (NsBackend *b, float *out, const double *t, int n, int n_features);
+void ns_cuda_noise (NsBackend *b, float *out, int n_images, int dim, guint64 seed,
+                    const float *table, int draws, const int32_t *token, int draw);
+void ns_cuda_cfg_combine (NsBackend *b, float *v, const float *v_rows, int cfg_mult,
+                          size_t block, const NsCfgParams *cfg, const int32_t *token);
+void ns_cuda_sampler_step (NsBackend *b, double *state, float *x_rows, const float *v,
+                           const float *eps, size_t block, int copies,
+                           const NsSamplerStep *step);
+void ns_cuda_sampler_finish (NsBackend *b, float *tok, const double *state, int n, int dim,
+                             gboolean use_norm);
+/* quantize.cu: a device bf16/f16/f32 matrix [rows × cols] to int8 or fp8
+ * e4m3 with one absmax scale per row (the CPU's cpu/quant.h rule). */
 void ns_cuda_quantize_rows (NsBackend *b, void *q, float *scale, const void *src,
                             NsDType src_dtype, NsDType q_dtype, int rows, int cols);
 G_END_DECLS

@@ -1,17 +1,8 @@
-/* elementwise.cu — the memory-bound ops: SiLU, SiLU-gate, add, embedding
- * gather, nearest ×2 upsampling and (un)patchify between token rows and
- * latent images. Checked by tests/kernels. */
+/* elementwise.cu — the memory-bound ops of engine/cpu/elementwise.c: adaLN
+ * modulate, gated residual, SiLU, SiLU-gate, add, and the per-token
+ * counters (counter_add, add_indexed_row) that keep positions and token
+ * indices on the device so a token's ops can replay as a graph. */
 #include "cuda-common.cuh"
-
-#define GRID_STRIDE(i, n)                                                        \
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < (n);      \
-       i += (size_t) gridDim.x * blockDim.x)
-
-static unsigned
-grid_for (size_t n)
-{
-  return MIN (ns_div_up (n, 256), 65535u);
-}
 
 __device__ __forceinline__ float
 silu (float v)
@@ -19,108 +10,101 @@ silu (float v)
   return v / (1.0f + expf (-v));
 }
 
-__global__ void silu_kernel (float *y, const float *x, size_t n)
-{
-  GRID_STRIDE (i, n) y[i] = silu (x[i]);
-}
-
-__global__ void silu_mul_kernel (float *y, const float *gate, const float *up, size_t n)
-{
-  GRID_STRIDE (i, n) y[i] = silu (gate[i]) * up[i];
-}
-
-__global__ void add_kernel (float *y, const float *a, const float *c, size_t n)
-{
-  GRID_STRIDE (i, n) y[i] = a[i] + c[i];
-}
-
 __global__ void
-embedding_kernel (float *out, NsMat table, const int32_t *ids, int n)
+modulate_kernel (float *y, const float *x, const float *shift, const float *scale, int dim,
+                 int mod_stride, size_t n)
 {
-  size_t total = (size_t) n * table.cols;
-  GRID_STRIDE (i, total)
+  NS_GRID_STRIDE (i, n)
     {
-      size_t r = i / table.cols, c = i % table.cols;
-      int id = ids[r];
-      out[i] = ns_load_weight (table.data, table.dtype, (size_t) id * table.cols + c)
-               * ns_row_scale (table, id);
+      size_t at = i / dim * mod_stride + i % dim;
+      y[i] = x[i] * (1.0f + scale[at]) + shift[at];
     }
 }
 
 __global__ void
-upsample2x_kernel (float *y, const float *x, int c, int h, int w)
+gated_add_kernel (float *x, const float *gate, const float *m, int dim, int gate_stride,
+                  size_t n)
 {
-  size_t total = (size_t) c * 4 * h * w;
-  GRID_STRIDE (i, total)
-    {
-      size_t ox = i % (2 * w), oy = (i / (2 * w)) % (2 * h), ch = i / (4 * (size_t) h * w);
-      y[i] = x[(ch * h + oy / 2) * w + ox / 2];
-    }
+  NS_GRID_STRIDE (i, n) x[i] += gate[i / dim * gate_stride + i % dim] * m[i];
 }
 
-/* token[i·gw + j][ch·p² + a·p + bb] ↔ latent[ch, p·i + a, p·j + bb] */
 __global__ void
-patch_kernel (float *tokens, float *latent, int c, int gh, int gw, int p, int to_tokens)
+silu_kernel (float *y, const float *x, size_t n)
 {
-  size_t dim = (size_t) c * p * p, total = (size_t) gh * gw * dim;
-  GRID_STRIDE (t, total)
-    {
-      size_t token = t / dim, k = t % dim;
-      size_t i = token / gw, j = token % gw;
-      size_t ch = k / (p * p), a = (k / p) % p, bb = k % p;
-      size_t l = (ch * gh * p + p * i + a) * (size_t) (gw * p) + p * j + bb;
-      if (to_tokens)
-        tokens[t] = latent[l];
-      else
-        latent[l] = tokens[t];
-    }
+  NS_GRID_STRIDE (i, n) y[i] = silu (x[i]);
 }
 
-#define LAUNCH(b, n, kernel, ...)                                                        \
-  do {                                                                                   \
-    kernel<<<grid_for (n), 256, 0, ns_cuda (b)->stream>>> (__VA_ARGS__);                \
-    ns_cuda_check_launch (b, #kernel);                                                   \
-  } while (0)
-
-void ns_cuda_silu (NsBackend *b, float *y, const float *x, size_t n)
+__global__ void
+silu_mul_kernel (float *y, const float *gate, const float *up, size_t n)
 {
-  LAUNCH (b, n, silu_kernel, y, x, n);
+  NS_GRID_STRIDE (i, n) y[i] = silu (gate[i]) * up[i];
 }
 
-void ns_cuda_silu_mul (NsBackend *b, float *y, const float *gate, const float *up, size_t n)
+__global__ void
+add_kernel (float *y, const float *a, const float *c, size_t n)
 {
-  LAUNCH (b, n, silu_mul_kernel, y, gate, up, n);
+  NS_GRID_STRIDE (i, n) y[i] = a[i] + c[i];
 }
 
-void ns_cuda_add (NsBackend *b, float *y, const float *a, const float *c, size_t n)
+__global__ void
+counter_add_kernel (int32_t *counter, int n, int32_t delta)
 {
-  LAUNCH (b, n, add_kernel, y, a, c, n);
+  NS_GRID_STRIDE (i, (size_t) n) counter[i] += delta;
+}
+
+/* The table row is picked on the device: rows_of[*token]. */
+__global__ void
+add_indexed_row_kernel (float *y, const float *x, const float *table, const int32_t *rows_of,
+                        const int32_t *token, int dim, size_t n)
+{
+  const float *row = table + (size_t) rows_of[*token] * dim;
+  NS_GRID_STRIDE (i, n) y[i] = x[i] + row[i % dim];
 }
 
 void
-ns_cuda_embedding (NsBackend *b, float *out, const NsMat *table, const int32_t *ids, int n)
+ns_cuda_modulate (NsBackend *b, float *y, const float *x, const float *shift, const float *scale,
+                  int rows, int dim, int mod_stride)
 {
-  const int32_t *dev_ids = ns_cuda_stage_indices (b, ids, n);
-  LAUNCH (b, (size_t) n * table->cols, embedding_kernel, out, *table, dev_ids, n);
+  size_t n = (size_t) rows * dim;
+  NS_LAUNCH (b, n, modulate_kernel, y, x, shift, scale, dim, mod_stride, n);
 }
 
 void
-ns_cuda_upsample2x (NsBackend *b, float *y, const float *x, int c, int h, int w)
+ns_cuda_gated_add (NsBackend *b, float *x, const float *gate, const float *m, int rows, int dim,
+                   int gate_stride)
 {
-  LAUNCH (b, (size_t) c * 4 * h * w, upsample2x_kernel, y, x, c, h, w);
+  size_t n = (size_t) rows * dim;
+  NS_LAUNCH (b, n, gated_add_kernel, x, gate, m, dim, gate_stride, n);
 }
 
 void
-ns_cuda_patchify (NsBackend *b, float *tokens, const float *latent, int c, int gh, int gw, int p)
+ns_cuda_silu (NsBackend *b, float *y, const float *x, size_t n)
 {
-  LAUNCH (b, (size_t) gh * gw * c * p * p, patch_kernel, tokens, (float *) latent, c, gh, gw, p,
-          1);
+  NS_LAUNCH (b, n, silu_kernel, y, x, n);
 }
 
 void
-ns_cuda_unpatchify (NsBackend *b, float *latent, const float *tokens, int c, int gh, int gw,
-                    int p)
+ns_cuda_silu_mul (NsBackend *b, float *y, const float *gate, const float *up, size_t n)
 {
-  LAUNCH (b, (size_t) gh * gw * c * p * p, patch_kernel, (float *) tokens, latent, c, gh, gw, p,
-          0);
+  NS_LAUNCH (b, n, silu_mul_kernel, y, gate, up, n);
+}
+
+void
+ns_cuda_add (NsBackend *b, float *y, const float *a, const float *c, size_t n)
+{
+  NS_LAUNCH (b, n, add_kernel, y, a, c, n);
+}
+
+void
+ns_cuda_counter_add (NsBackend *b, int32_t *counter, int n, int32_t delta)
+{
+  NS_LAUNCH (b, (size_t) n, counter_add_kernel, counter, n, delta);
+}
+
+void
+ns_cuda_add_indexed_row (NsBackend *b, float *y, const float *x, const float *table,
+                         const int32_t *rows_of, const int32_t *token, int rows, int dim)
+{
+  size_t n = (size_t) rows * dim;
+  NS_LAUNCH (b, n, add_indexed_row_kernel, y, x, table, rows_of, token, dim, n);
 }

@@ -1,218 +1,513 @@
-/* linear.cu — y = x·Wᵀ + b (+ y).
- * Decode-sized calls (1–8 rows: CFG rows × images) use our GEMV, which
- * streams each weight row once for all activation rows (the whole cost of a
- * decode step is reading the weights); larger calls (prefill) go to cuBLAS on
- * tensor cores with the activations rounded to the weight's 16-bit type.
- * Checked against the CPU reference by tests/kernels (op "linear"). */
+/* linear.cu — y = x·Wᵀ + bias (+ y), the op of engine/cpu/linear.c, with f32
+ * activations on every path as the reference has them.
+ *
+ * Decode (1–8 rows: CFG rows × images) is bound by reading W once: a GEMV
+ * kernel per weight format (no dtype switch in the loop), each warp owning
+ * NS_GEMV_OUTS output rows so every x value it loads serves several weight
+ * rows, lanes across k with 16-byte weight loads (8 bf16/f16, 16 int8/fp8
+ * codes, 4 f32), two of them per output row in flight, and split-K (a
+ * second kernel sums the splits in order) when the output rows are too few
+ * to fill two waves (k/v projections: 1,024 rows for 132 SMs). 9–32 rows
+ * run the GEMV per group of 8: W is read again per group but never
+ * written. More rows (prefill, the FM head's batched adaLN) go to cuBLAS
+ * tensor cores with x split exactly into three bf16 planes (h + m + l = x
+ * to f32 precision), so bf16 weights multiply f32 activations; int8/fp8
+ * codes are exact in bf16 and are widened chunk by chunk into the
+ * workspace, their row scales applied in the epilogue; f16 weights (which
+ * would overflow at 65504 as fp16 inputs) are widened to f32 for SGEMM.
+ * Split and chunk index math in grid-index.h. */
 #include "cuda-common.cuh"
 
 #define GEMV_MAX_ROWS 8
-#define GEMV_WARPS 8
+#define GEMV_GROUPED_MAX_ROWS 32
+#define GEMV_UNROLL 2           /* 16-byte loads in flight per output row */
+#define GEMV_RESIDENT 4         /* blocks per SM assumed for the split choice */
+#define GEMM_ROWS_BUDGET ((size_t) 64 << 20)    /* bytes of x planes + f32 result */
+#define GEMM_CHUNK_BUDGET ((size_t) 64 << 20)   /* bytes of widened weight rows */
 
-/* Eight consecutive weights starting at element `i` (a multiple of 8). */
-__device__ __forceinline__ void
-load8 (const void *data, NsDType dtype, size_t i, float w[8])
+/* ---- weight formats: 16-byte vectors decoded four values at a time ---- */
+
+__device__ __forceinline__ uint32_t
+word_of (const uint4 &r, int j)
 {
-  switch (dtype)
-    {
-    case NS_DTYPE_BF16:
-    case NS_DTYPE_F16:
-      {
-        uint4 raw = __ldg ((const uint4 *) ((const uint16_t *) data + i));
-        const uint16_t *h = (const uint16_t *) &raw;
-        for (int j = 0; j < 8; j++)
-          w[j] = dtype == NS_DTYPE_BF16 ? __uint_as_float ((uint32_t) h[j] << 16)
-                                        : __half2float (__ushort_as_half (h[j]));
-        break;
-      }
-    case NS_DTYPE_I8:
-    case NS_DTYPE_F8_E4M3:
-      {
-        uint2 raw = __ldg ((const uint2 *) ((const uint8_t *) data + i));
-        const uint8_t *q = (const uint8_t *) &raw;
-        for (int j = 0; j < 8; j++)
-          {
-            if (dtype == NS_DTYPE_I8)
-              w[j] = (float) (int8_t) q[j];
-            else
-              {
-                __nv_fp8_e4m3 v;
-                v.__x = q[j];
-                w[j] = (float) v;
-              }
-          }
-        break;
-      }
-    default:
-      {
-        float4 a = __ldg ((const float4 *) ((const float *) data + i));
-        float4 c = __ldg ((const float4 *) ((const float *) data + i) + 1);
-        w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
-        w[4] = c.x; w[5] = c.y; w[6] = c.z; w[7] = c.w;
-      }
-    }
+  return j == 0 ? r.x : j == 1 ? r.y : j == 2 ? r.z : r.w;
 }
 
-/* One warp per output row; R activation rows share every weight load.
- * `vec8` is true when cols is a multiple of 8 (aligned vector loads). */
-template <int R>
-__global__ void
-gemv_kernel (float *__restrict__ y, const float *__restrict__ x, NsMat w, NsMat bias,
-             int has_bias, int accumulate, int vec8)
+template <NsDType F> struct Fmt;
+
+template <> struct Fmt<NS_DTYPE_F32> {
+  static constexpr int VEC = 4;
+  __device__ static void decode4 (const uint4 &r, int q, float w[4])
+  {
+    (void) q;
+    w[0] = __uint_as_float (r.x); w[1] = __uint_as_float (r.y);
+    w[2] = __uint_as_float (r.z); w[3] = __uint_as_float (r.w);
+  }
+  __device__ static float load1 (const void *d, size_t i) { return ((const float *) d)[i]; }
+};
+
+/* bf16 is the top half of an f32. */
+template <> struct Fmt<NS_DTYPE_BF16> {
+  static constexpr int VEC = 8;
+  __device__ static void decode4 (const uint4 &r, int q, float w[4])
+  {
+    for (int j = 0; j < 2; j++)
+      {
+        uint32_t u = word_of (r, 2 * q + j);
+        w[2 * j] = __uint_as_float (u << 16);
+        w[2 * j + 1] = __uint_as_float (u & 0xffff0000u);
+      }
+  }
+  __device__ static float load1 (const void *d, size_t i)
+  {
+    return __uint_as_float ((uint32_t) ((const uint16_t *) d)[i] << 16);
+  }
+};
+
+template <> struct Fmt<NS_DTYPE_F16> {
+  static constexpr int VEC = 8;
+  __device__ static void decode4 (const uint4 &r, int q, float w[4])
+  {
+    for (int j = 0; j < 2; j++)
+      {
+        uint32_t u = word_of (r, 2 * q + j);
+        float2 f = __half22float2 (*(const __half2 *) &u);
+        w[2 * j] = f.x;
+        w[2 * j + 1] = f.y;
+      }
+  }
+  __device__ static float load1 (const void *d, size_t i)
+  {
+    return __half2float (((const __half *) d)[i]);
+  }
+};
+
+template <> struct Fmt<NS_DTYPE_I8> {
+  static constexpr int VEC = 16;
+  __device__ static void decode4 (const uint4 &r, int q, float w[4])
+  {
+    uint32_t u = word_of (r, q);
+    for (int j = 0; j < 4; j++)
+      w[j] = (float) (int8_t) (u >> (8 * j));
+  }
+  __device__ static float load1 (const void *d, size_t i) { return ((const int8_t *) d)[i]; }
+};
+
+template <> struct Fmt<NS_DTYPE_F8_E4M3> {
+  static constexpr int VEC = 16;
+  __device__ static void decode4 (const uint4 &r, int q, float w[4])
+  {
+    uint32_t u = word_of (r, q);
+    for (int j = 0; j < 2; j++)
+      {
+        __half2_raw h = __nv_cvt_fp8x2_to_halfraw2 ((__nv_fp8x2_storage_t) (u >> (16 * j)),
+                                                    __NV_E4M3);
+        float2 f = __half22float2 (*(const __half2 *) &h);
+        w[2 * j] = f.x;
+        w[2 * j + 1] = f.y;
+      }
+  }
+  __device__ static float load1 (const void *d, size_t i)
+  {
+    __nv_fp8_e4m3 v;
+    v.__x = ((const __nv_fp8_storage_t *) d)[i];
+    return (float) v;
+  }
+};
+
+/* ---- GEMV ----------------------------------------------------------------- */
+
+typedef struct {
+  float *y;              /* [rows, n_out] */
+  float *part;           /* split partials [splits, rows, n_out], or NULL */
+  const float *x;        /* [rows, k] */
+  const void *w;
+  const float *scale;    /* per-row scales of I8/F8, else NULL */
+  NsMat bias;            /* data NULL when absent */
+  int n_out, k, splits, accumulate;
+} GemvArgs;
+
+/* (y or 0) + bias + scale · sum, in the reference's order. */
+__device__ __forceinline__ void
+gemv_store (const GemvArgs &a, int r, int o, float sum)
 {
-  int o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-  int lane = threadIdx.x & 31;
-  if (o >= w.rows)
+  float *dst = a.y + (size_t) r * a.n_out + o;
+  float base = (a.accumulate ? *dst : 0.0f) + (a.bias.data ? ns_load_weight (a.bias, o) : 0.0f);
+  *dst = base + (a.scale ? a.scale[o] * sum : sum);
+}
+
+/* grid (blocks over output rows, splits); warp w of block b owns output rows
+ * (b · NS_GEMV_WARPS + w) · NS_GEMV_OUTS … + NS_GEMV_OUTS − 1. Needs k a
+ * multiple of VEC and 16-byte aligned x and W. */
+template <NsDType F, int R>
+__global__ void __launch_bounds__ (NS_GEMV_WARPS * 32)
+gemv_kernel (const GemvArgs a)
+{
+  constexpr int VEC = Fmt<F>::VEC, OUTS = NS_GEMV_OUTS;
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int o0 = (blockIdx.x * NS_GEMV_WARPS + warp) * OUTS;
+  if (o0 >= a.n_out)
     return;
-  const size_t row0 = (size_t) o * w.cols;
-  float acc[R];
-  for (int r = 0; r < R; r++)
-    acc[r] = 0.0f;
-
-  if (vec8)
-    for (int i = lane * 8; i < w.cols; i += 32 * 8)
-      {
-        float wv[8];
-        load8 (w.data, w.dtype, row0 + i, wv);
-        for (int r = 0; r < R; r++)
-          {
-            const float4 *xr = (const float4 *) (x + (size_t) r * w.cols + i);
-            float4 a = __ldg (xr), c = __ldg (xr + 1);
-            acc[r] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w
-                      + wv[4] * c.x + wv[5] * c.y + wv[6] * c.z + wv[7] * c.w;
-          }
-      }
-  else
-    for (int i = lane; i < w.cols; i += 32)
-      {
-        float wv = ns_load_weight (w.data, w.dtype, row0 + i);
-        for (int r = 0; r < R; r++)
-          acc[r] += wv * x[(size_t) r * w.cols + i];
-      }
-
-  float scale = ns_row_scale (w, o);
-  float b = has_bias ? ns_load_weight (bias.data, bias.dtype, o) : 0.0f;
-  for (int r = 0; r < R; r++)
+  int k0, k1;
+  ns_ix_split_range (a.k, a.splits, VEC, blockIdx.y, &k0, &k1);
+  const uint4 *rows[OUTS];
+  for (int o = 0; o < OUTS; o++)   /* rows past the end re-read row o0; never stored */
+    rows[o] = (const uint4 *) a.w + (size_t) (o0 + o < a.n_out ? o0 + o : o0) * (a.k / VEC);
+  float acc[OUTS][R];
+  for (int o = 0; o < OUTS; o++)
+    for (int r = 0; r < R; r++)
+      acc[o][r] = 0.0f;
+  for (int i = k0 + lane * VEC; i < k1; i += 32 * VEC * GEMV_UNROLL)
     {
-      float v = ns_warp_sum (acc[r]);
-      if (lane == 0)
+      uint4 raw[GEMV_UNROLL][OUTS];
+#pragma unroll
+      for (int u = 0; u < GEMV_UNROLL; u++)
+        for (int o = 0; o < OUTS; o++)
+          if (i + u * 32 * VEC < k1)
+            raw[u][o] = __ldg (rows[o] + (i + u * 32 * VEC) / VEC);
+#pragma unroll
+      for (int u = 0; u < GEMV_UNROLL; u++)
         {
-          float *dst = y + (size_t) r * w.rows + o;
-          v = v * scale + b;
-          *dst = accumulate ? *dst + v : v;
+          int at = i + u * 32 * VEC;
+          if (at >= k1)
+            break;
+#pragma unroll
+          for (int q = 0; q < VEC / 4; q++)
+            {
+              float4 xv[R];
+              for (int r = 0; r < R; r++)
+                xv[r] = __ldg ((const float4 *) (a.x + (size_t) r * a.k + at + 4 * q));
+              for (int o = 0; o < OUTS; o++)
+                {
+                  float w4[4];
+                  Fmt<F>::decode4 (raw[u][o], q, w4);
+                  for (int r = 0; r < R; r++)
+                    acc[o][r] += w4[0] * xv[r].x + w4[1] * xv[r].y + w4[2] * xv[r].z
+                                 + w4[3] * xv[r].w;
+                }
+            }
         }
     }
+  for (int o = 0; o < OUTS; o++)
+    for (int r = 0; r < R; r++)
+      {
+        float sum = ns_warp_sum (acc[o][r]);
+        if (lane != o * R + r || o0 + o >= a.n_out)
+          continue;
+        if (a.splits == 1)
+          gemv_store (a, r, o0 + o, sum);
+        else
+          a.part[((size_t) blockIdx.y * R + r) * a.n_out + o0 + o] = sum;
+      }
 }
 
-template <int R>
-static void
-launch_gemv (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
-             gboolean accumulate)
+/* Sums the split partials in split order, then the epilogue. */
+__global__ void
+gemv_reduce_kernel (const GemvArgs a, int rows)
 {
-  NsMat no_bias = { NS_DTYPE_F32, 0, 0, NULL, NULL };
-  /* Vector loads need 16-byte aligned rows of x and of the weight. */
-  int vec8 = w->cols % 8 == 0 && (uintptr_t) x % 16 == 0 && (uintptr_t) w->data % 16 == 0;
-  gemv_kernel<R><<<ns_div_up (w->rows, GEMV_WARPS), GEMV_WARPS * 32, 0, ns_cuda (b)->stream>>> (
-    y, x, *w, bias ? *bias : no_bias, bias != NULL, accumulate, vec8);
+  size_t n = (size_t) rows * a.n_out;
+  NS_GRID_STRIDE (e, n)
+    {
+      float sum = 0.0f;
+      for (int s = 0; s < a.splits; s++)
+        sum += a.part[s * n + e];
+      gemv_store (a, (int) (e / a.n_out), (int) (e % a.n_out), sum);
+    }
 }
 
+/* Any k, any alignment: one warp per output row, scalar loads. */
+template <NsDType F>
+__global__ void
+gemv_any_kernel (const GemvArgs a, int rows)
+{
+  int o = blockIdx.x * NS_GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (o >= a.n_out)
+    return;
+  float acc[GEMV_MAX_ROWS] = { 0 };
+  for (int i = lane; i < a.k; i += 32)
+    {
+      float wv = Fmt<F>::load1 (a.w, (size_t) o * a.k + i);
+      for (int r = 0; r < rows; r++)
+        acc[r] += wv * a.x[(size_t) r * a.k + i];
+    }
+  for (int r = 0; r < GEMV_MAX_ROWS; r++)
+    {
+      float sum = ns_warp_sum (acc[r]);
+      if (lane == 0 && r < rows)
+        gemv_store (a, r, o, sum);
+    }
+}
+
+template <NsDType F, int R>
 static void
-gemv (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias, int rows,
-      gboolean accumulate)
+launch_gemv (NsBackend *b, const GemvArgs &a)
+{
+  unsigned blocks = ns_div_up (ns_div_up (a.n_out, NS_GEMV_OUTS), NS_GEMV_WARPS);
+  gemv_kernel<F, R><<<dim3 (blocks, a.splits), NS_GEMV_WARPS * 32, 0, ns_cuda (b)->stream>>> (a);
+}
+
+template <NsDType F>
+static void
+gemv_rows (NsBackend *b, const GemvArgs &a, int rows)
 {
   switch (rows)
     {
-    case 1: launch_gemv<1> (b, y, x, w, bias, accumulate); break;
-    case 2: launch_gemv<2> (b, y, x, w, bias, accumulate); break;
-    case 3: launch_gemv<3> (b, y, x, w, bias, accumulate); break;
-    case 4: launch_gemv<4> (b, y, x, w, bias, accumulate); break;
-    case 5: launch_gemv<5> (b, y, x, w, bias, accumulate); break;
-    case 6: launch_gemv<6> (b, y, x, w, bias, accumulate); break;
-    case 7: launch_gemv<7> (b, y, x, w, bias, accumulate); break;
-    default: launch_gemv<8> (b, y, x, w, bias, accumulate); break;
+    case 1: launch_gemv<F, 1> (b, a); break;
+    case 2: launch_gemv<F, 2> (b, a); break;
+    case 3: launch_gemv<F, 3> (b, a); break;
+    case 4: launch_gemv<F, 4> (b, a); break;
+    case 5: launch_gemv<F, 5> (b, a); break;
+    case 6: launch_gemv<F, 6> (b, a); break;
+    case 7: launch_gemv<F, 7> (b, a); break;
+    default: launch_gemv<F, 8> (b, a); break;
     }
 }
 
-__global__ void
-to_half_kernel (uint16_t *dst, const float *src, size_t n, int bf16)
-{
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
-    dst[i] = bf16 ? __bfloat16_as_ushort (__float2bfloat16 (src[i]))
-                  : __half_as_ushort (__float2half (src[i]));
-}
-
-/* Quantized rows → bf16 (scale applied), for the tensor-core path. */
-__global__ void
-dequant_kernel (uint16_t *dst, NsMat w)
-{
-  size_t n = (size_t) w.rows * w.cols;
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
-    dst[i] = __bfloat16_as_ushort (__float2bfloat16 (
-      ns_load_weight (w.data, w.dtype, i) * ns_row_scale (w, (int) (i / w.cols))));
-}
-
-__global__ void
-add_bias_kernel (float *y, NsMat bias, int rows, int cols)
-{
-  size_t n = (size_t) rows * cols;
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
-    y[i] += ns_load_weight (bias.data, bias.dtype, i % cols);
-}
-
-static unsigned
-grid_for (size_t n)
-{
-  return MIN (ns_div_up (n, 256), 65535u);
-}
-
-/* Row-major y[rows, out] = x[rows, in]·Wᵀ is, column-major,
- * Y(out × rows) = Wᵀ(in × out)ᵀ · X(in × rows). */
+/* ≤ 8 rows of one weight format. */
+template <NsDType F>
 static void
-gemm (NsBackend *b, float *y, const float *x, const NsMat *w, int rows, gboolean accumulate)
+gemv (NsBackend *b, GemvArgs a, int rows)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  cublasStatus_t st;
-  if (w->dtype == NS_DTYPE_F32)
+  constexpr int VEC = Fmt<F>::VEC;
+  if (a.k % VEC != 0 || (uintptr_t) a.x % 16 != 0 || (uintptr_t) a.w % 16 != 0)
     {
-      st = cublasSgemm (cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, rows, w->cols, &alpha,
-                        (const float *) w->data, w->cols, x, w->cols, &beta, y, w->rows);
+      gemv_any_kernel<F><<<ns_div_up (a.n_out, NS_GEMV_WARPS), NS_GEMV_WARPS * 32, 0,
+                           cb->stream>>> (a, rows);
+      return;
     }
-  else
+  a.splits = ns_ix_gemv_splits (a.n_out, a.k, VEC, cb->n_sms, GEMV_RESIDENT);
+  if (a.splits > 1)
     {
-      gboolean bf16 = w->dtype != NS_DTYPE_F16;
-      size_t nx = (size_t) rows * w->cols, nw = (size_t) w->rows * w->cols;
-      gboolean quantized = w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3;
-      uint16_t *ws = (uint16_t *) ns_cuda_workspace (b, (nx + (quantized ? nw : 0)) * 2);
-      uint16_t *xh = ws, *wh = quantized ? ws + nx : (uint16_t *) w->data;
-      to_half_kernel<<<grid_for (nx), 256, 0, cb->stream>>> (xh, x, nx, bf16);
-      if (quantized)
-        dequant_kernel<<<grid_for (nw), 256, 0, cb->stream>>> (wh, *w);
-      cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-      st = cublasGemmEx (cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, rows, w->cols, &alpha,
-                         wh, t, w->cols, xh, t, w->cols, &beta, y, CUDA_R_32F, w->rows,
-                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      a.part = (float *) ns_cuda_workspace (b, (size_t) a.splits * rows * a.n_out * sizeof (float));
+      if (a.part == NULL)
+        return;
     }
+  gemv_rows<F> (b, a, rows);
+  if (a.splits > 1)
+    gemv_reduce_kernel<<<ns_grid_for ((size_t) rows * a.n_out), 256, 0, cb->stream>>> (a, rows);
+}
+
+static void
+gemv_any_format (NsBackend *b, const GemvArgs &a, NsDType dtype, int rows)
+{
+  switch (dtype)
+    {
+    case NS_DTYPE_BF16: gemv<NS_DTYPE_BF16> (b, a, rows); break;
+    case NS_DTYPE_F16: gemv<NS_DTYPE_F16> (b, a, rows); break;
+    case NS_DTYPE_I8: gemv<NS_DTYPE_I8> (b, a, rows); break;
+    case NS_DTYPE_F8_E4M3: gemv<NS_DTYPE_F8_E4M3> (b, a, rows); break;
+    default: gemv<NS_DTYPE_F32> (b, a, rows); break;
+    }
+}
+
+/* Up to GEMV_GROUPED_MAX_ROWS rows, by groups of 8. */
+static void
+gemv_groups (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias, int rows,
+             gboolean accumulate)
+{
+  for (int r0 = 0; r0 < rows; r0 += GEMV_MAX_ROWS)
+    {
+      GemvArgs a = { y + (size_t) r0 * w->rows, NULL, x + (size_t) r0 * w->cols, w->data,
+                     w->scale, ns_mat_or_none (bias), w->rows, w->cols, 1, accumulate };
+      gemv_any_format (b, a, w->dtype, MIN (GEMV_MAX_ROWS, rows - r0));
+    }
+}
+
+/* ---- tensor-core path ------------------------------------------------------ */
+
+/* x = h + m + l, each a bf16 plane [rows, k]: the three leading 8-bit pieces
+ * of x's 24-bit significand, so the sum of the three products is x·W. */
+__global__ void
+split_planes_kernel (__nv_bfloat16 *planes, const float *x, size_t n)
+{
+  NS_GRID_STRIDE (i, n)
+    {
+      float v = x[i];
+      __nv_bfloat16 h = __float2bfloat16_rn (v);
+      float rest = v - __bfloat162float (h);
+      __nv_bfloat16 m = __float2bfloat16_rn (rest);
+      planes[i] = h;
+      planes[n + i] = m;
+      planes[2 * n + i] = __float2bfloat16_rn (rest - __bfloat162float (m));
+    }
+}
+
+/* Weight rows [o0, o0 + count) → bf16 codes (I8/F8, exact) or f32 (F16). */
+template <NsDType F>
+__global__ void
+widen_rows_kernel (void *dst, const void *w, size_t first, size_t n, int to_f32)
+{
+  NS_GRID_STRIDE (i, n)
+    {
+      float v = Fmt<F>::load1 (w, first + i);
+      if (to_f32)
+        ((float *) dst)[i] = v;
+      else
+        ((__nv_bfloat16 *) dst)[i] = __float2bfloat16_rn (v);
+    }
+}
+
+__global__ void
+gemm_epilogue_kernel (const GemvArgs a, const float *tmp, size_t n)
+{
+  NS_GRID_STRIDE (e, n) gemv_store (a, (int) (e / a.n_out), (int) (e % a.n_out), tmp[e]);
+}
+
+typedef struct {
+  NsBackend *b;
+  const NsMat *w;
+  int rows;                 /* rows of this pass */
+  const float *x;           /* f32 rows (SGEMM) */
+  const __nv_bfloat16 *planes;
+  float *tmp;               /* [rows, n_out] */
+  void *chunk;              /* widened weight rows */
+  int chunk_rows;
+} GemmPass;
+
+static void
+record_cublas (NsBackend *b, cublasStatus_t st)
+{
   if (st != CUBLAS_STATUS_SUCCESS)
     ns_cuda_record (b, cudaErrorUnknown, "linear (cuBLAS)");
+}
+
+/* tmp[:, o0 : o0 + count] = x·W[o0 : o0 + count]ᵀ with W rows in bf16 at
+ * `wb` (row-major y is column-major (n_out × rows): Wᵀᵀ·X). */
+static void
+gemm_planes (const GemmPass *p, const void *wb, int o0, int count)
+{
+  NsCudaBackend *cb = ns_cuda (p->b);
+  const float one = 1.0f;
+  size_t plane = (size_t) p->rows * p->w->cols;
+  for (int j = 0; j < 3; j++)
+    {
+      const float beta = j == 0 ? 0.0f : 1.0f;
+      record_cublas (p->b, cublasGemmEx (cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, count, p->rows,
+                                         p->w->cols, &one, wb, CUDA_R_16BF, p->w->cols,
+                                         p->planes + j * plane, CUDA_R_16BF, p->w->cols, &beta,
+                                         p->tmp + o0, CUDA_R_32F, p->w->rows,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+}
+
+static void
+gemm_f32 (const GemmPass *p, const float *wf, int o0, int count)
+{
+  ns_cuda_gemm_f32 (p->b, p->tmp + o0, wf, p->x, count, p->rows, p->w->cols, p->w->cols,
+                    p->w->cols, p->w->rows, TRUE, FALSE, 0.0f);
+}
+
+/* Widens weight rows chunk by chunk into the workspace and multiplies. */
+template <NsDType F>
+static void
+gemm_chunks (const GemmPass *p, int to_f32)
+{
+  const NsMat *w = p->w;
+  for (int o0 = 0; o0 < w->rows; o0 += p->chunk_rows)
+    {
+      int count = MIN (p->chunk_rows, w->rows - o0);
+      size_t n = (size_t) count * w->cols;
+      widen_rows_kernel<F><<<ns_grid_for (n), 256, 0, ns_cuda (p->b)->stream>>> (
+        p->chunk, w->data, (size_t) o0 * w->cols, n, to_f32);
+      if (to_f32)
+        gemm_f32 (p, (const float *) p->chunk, o0, count);
+      else
+        gemm_planes (p, p->chunk, o0, count);
+    }
+}
+
+static void
+gemm_pass (const GemmPass *p)
+{
+  switch (p->w->dtype)
+    {
+    case NS_DTYPE_BF16: gemm_planes (p, p->w->data, 0, p->w->rows); break;
+    case NS_DTYPE_F32: gemm_f32 (p, (const float *) p->w->data, 0, p->w->rows); break;
+    case NS_DTYPE_F16: gemm_chunks<NS_DTYPE_F16> (p, TRUE); break;
+    case NS_DTYPE_I8: gemm_chunks<NS_DTYPE_I8> (p, FALSE); break;
+    default: gemm_chunks<NS_DTYPE_F8_E4M3> (p, FALSE); break;
+    }
+}
+
+/* Rows per pass so the planes and the f32 result fit GEMM_ROWS_BUDGET, and
+ * weight rows per widened chunk (0: the weight is used as stored). */
+static void
+gemm_sizes (const NsMat *w, int rows, int *pass_rows, int *chunk_rows)
+{
+  size_t per_row = (size_t) w->rows * 4 + (size_t) w->cols * 6;
+  *pass_rows = (int) MAX (1, MIN ((size_t) rows, GEMM_ROWS_BUDGET / per_row));
+  size_t elem = w->dtype == NS_DTYPE_F16 ? 4 : 2;
+  gboolean widen = w->dtype != NS_DTYPE_BF16 && w->dtype != NS_DTYPE_F32;
+  *chunk_rows = widen ? (int) MAX (1, MIN ((size_t) w->rows,
+                                           GEMM_CHUNK_BUDGET / (elem * w->cols))) : 0;
+}
+
+static size_t
+gemm_bytes (const NsMat *w, int pass_rows, int chunk_rows)
+{
+  size_t chunk_elem = w->dtype == NS_DTYPE_F16 ? 4 : 2;
+  return (size_t) pass_rows * ((size_t) w->rows * 4 + (size_t) w->cols * 6)
+         + (size_t) chunk_rows * w->cols * chunk_elem;
+}
+
+static void
+gemm (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias, int rows,
+      gboolean accumulate)
+{
+  int pass_rows, chunk_rows;
+  gemm_sizes (w, rows, &pass_rows, &chunk_rows);
+  char *ws = (char *) ns_cuda_workspace (b, gemm_bytes (w, pass_rows, chunk_rows));
+  if (ws == NULL)
+    return;
+  cudaStream_t stream = ns_cuda (b)->stream;
+  for (int r0 = 0; r0 < rows; r0 += pass_rows)
+    {
+      int n = MIN (pass_rows, rows - r0);
+      GemmPass p = { b, w, n, x + (size_t) r0 * w->cols, NULL, (float *) ws, NULL, chunk_rows };
+      p.planes = (const __nv_bfloat16 *) (ws + (size_t) n * w->rows * 4);
+      p.chunk = ws + (size_t) pass_rows * ((size_t) w->rows * 4 + (size_t) w->cols * 6);
+      size_t nx = (size_t) n * w->cols, ny = (size_t) n * w->rows;
+      if (w->dtype != NS_DTYPE_F32 && w->dtype != NS_DTYPE_F16)
+        split_planes_kernel<<<ns_grid_for (nx), 256, 0, stream>>> (
+          (__nv_bfloat16 *) p.planes, p.x, nx);
+      gemm_pass (&p);
+      GemvArgs a = { y + (size_t) r0 * w->rows, NULL, NULL, NULL, w->scale,
+                     ns_mat_or_none (bias), w->rows, w->cols, 1, accumulate };
+      gemm_epilogue_kernel<<<ns_grid_for (ny), 256, 0, stream>>> (a, p.tmp, ny);
+    }
+}
+
+/* ---- the op ------------------------------------------------------------------ */
+
+size_t
+ns_cuda_linear_workspace (NsBackend *b, int rows)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  size_t splits_out = (size_t) 2 * cb->n_sms * GEMV_RESIDENT * NS_GEMV_WARPS * NS_GEMV_OUTS
+                      + cb->max_out;
+  size_t need = (size_t) GEMV_MAX_ROWS * splits_out * sizeof (float);
+  if (rows > GEMV_GROUPED_MAX_ROWS && cb->max_out > 0)
+    {
+      /* The worst case: the largest matrix in the format that widens most. */
+      NsMat w = { NS_DTYPE_F16, cb->max_out, cb->max_in, NULL, NULL };
+      int pass_rows, chunk_rows;
+      gemm_sizes (&w, rows, &pass_rows, &chunk_rows);
+      need = MAX (need, gemm_bytes (&w, pass_rows, chunk_rows));
+    }
+  return need;
 }
 
 void
 ns_cuda_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                 int rows, gboolean accumulate)
 {
-  if (rows <= GEMV_MAX_ROWS)
-    gemv (b, y, x, w, bias, rows, accumulate);
+  if (rows <= 0)
+    return;
+  if (rows <= GEMV_GROUPED_MAX_ROWS)
+    gemv_groups (b, y, x, w, bias, rows, accumulate);
   else
-    {
-      gemm (b, y, x, w, rows, accumulate);
-      if (bias != NULL)
-        add_bias_kernel<<<grid_for ((size_t) rows * w->rows), 256, 0, ns_cuda (b)->stream>>> (
-          y, *bias, rows, w->rows);
-    }
+    gemm (b, y, x, w, bias, rows, accumulate);
   ns_cuda_check_launch (b, "linear");
 }
 
@@ -222,8 +517,7 @@ ns_cuda_gemm_f32 (NsBackend *b, float *c, const float *a, const float *bm, int m
                   float beta)
 {
   const float alpha = 1.0f;
-  if (cublasSgemm (ns_cuda (b)->cublas, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                   transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, lda, bm, ldb,
-                   &beta, c, ldc) != CUBLAS_STATUS_SUCCESS)
-    ns_cuda_record (b, cudaErrorUnknown, "gemm (cuBLAS)");
+  record_cublas (b, cublasSgemm (ns_cuda (b)->cublas, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                 transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a,
+                                 lda, bm, ldb, &beta, c, ldc));
 }

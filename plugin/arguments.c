@@ -7,7 +7,7 @@
 
 #define RW G_PARAM_READWRITE
 
-/* "" stands for "the model's default" (nextstep-model.md §9), so a script
+/* "" stands for "the model's default" (docs/model.md §9), so a script
  * can ask for the default without knowing which checkpoint is loaded. */
 static const char *const samplers[] = { "", "hf-sde", "gh-grid", "ode", NULL };
 static const char *const backends[] = { "auto", "cpu", "cuda", "remote", NULL };
@@ -62,6 +62,12 @@ add_engine_arguments (GimpProcedure *procedure)
                                       _("Compute backend: \"auto\", \"cpu\", "
                                         "\"cuda\", or \"remote\" for a server"),
                                       "auto", RW);
+  /* Dialog state, remembered with the last values but no PDB argument:
+   * a script asks for steps and size itself. */
+  gimp_procedure_add_boolean_aux_argument (procedure, "draft", _("Draft"),
+                                           _("The dialog's Draft switch (few steps, "
+                                             "half size)"),
+                                           FALSE, RW);
 }
 
 /* The last arguments: added after the others so that scripts written

@@ -26,7 +26,7 @@ struct _NsController {
   NsBackendKind key_backend;
   NsWeightFormat key_weights;
   gboolean key_want_edit;
-  NsModelDefaults defaults;
+  NsModelDefaults defaults[2];    /* by NsMode */
 
   GMutex lock;
   gboolean load_posted, token_posted, preview_posted;
@@ -222,28 +222,37 @@ static void
 defaults_clear (NsModelDefaults *defaults)
 {
   g_free (defaults->name);
+  g_free (defaults->mode_warning);
   g_free (defaults->backend_note);
   g_free (defaults->negative);
   memset (defaults, 0, sizeof *defaults);
 }
 
-/* ns_request_resolve on a minimal request of the model's own kind gives the
- * per-checkpoint defaults (an edit request needs some input to validate). */
 static void
-resolve_defaults (NsController *self)
+all_defaults_clear (NsController *self)
 {
-  NsModelDefaults *d = &self->defaults;
+  defaults_clear (&self->defaults[NS_MODE_GENERATE]);
+  defaults_clear (&self->defaults[NS_MODE_EDIT]);
+}
+
+/* ns_request_resolve on a minimal request of `mode` gives the defaults the
+ * engine will use (an edit request needs some input to validate). */
+static void
+resolve_defaults (NsController *self, NsMode mode)
+{
+  NsModelDefaults *d = &self->defaults[mode];
   d->name = g_strdup (ns_model_get_name (self->model));
   d->kind = ns_model_get_kind (self->model);
+  d->mode_warning = ns_model_mode_warning (self->model, mode);
   d->backend = ns_model_get_backend (self->model);
   d->backend_note = g_strdup (ns_model_get_backend_note (self->model));
 
   static const guint8 pixels[16 * 16 * 4];
   NsRequest request;
   ns_request_init (&request);
-  request.mode = d->kind == NS_MODEL_KIND_EDIT ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  request.mode = mode;
   request.prompt = "a";
-  if (request.mode == NS_MODE_EDIT)
+  if (mode == NS_MODE_EDIT)
     request.input = (NsImage) { .width = 16, .height = 16, .rgba = pixels, .stride = 16 * 4 };
   g_autoptr (GError) error = NULL;
   if (!ns_request_resolve (self->model, &request, &error))
@@ -289,7 +298,7 @@ ensure_model (NsController *self, const Job *job, GCancellable *cancellable, GEr
     return TRUE;
   /* Free the old model first: two full-size models rarely fit together. */
   g_clear_pointer (&self->model, ns_model_free);
-  defaults_clear (&self->defaults);
+  all_defaults_clear (self);
   NsLoadOptions options = {
     .model_dir = job->model_dir,
     .vae_dir = job->vae_dir,
@@ -313,7 +322,8 @@ ensure_model (NsController *self, const Job *job, GCancellable *cancellable, GEr
   self->key_backend = job->backend;
   self->key_weights = job->weights;
   self->key_want_edit = job->want_edit;
-  resolve_defaults (self);
+  resolve_defaults (self, NS_MODE_GENERATE);
+  resolve_defaults (self, NS_MODE_EDIT);
   return TRUE;
 }
 
@@ -446,10 +456,10 @@ ns_controller_is_busy (NsController *self)
 }
 
 const NsModelDefaults *
-ns_controller_get_defaults (NsController *self)
+ns_controller_get_defaults (NsController *self, NsMode mode)
 {
   g_return_val_if_fail (NS_IS_CONTROLLER (self), NULL);
-  return self->busy || self->model == NULL ? NULL : &self->defaults;
+  return self->busy || self->model == NULL ? NULL : &self->defaults[mode];
 }
 
 void
@@ -510,7 +520,7 @@ ns_controller_finalize (GObject *object)
   if (self->model != NULL)
     g_thread_unref (g_thread_new ("ns-model-free", free_model_thread,
                                   g_steal_pointer (&self->model)));
-  defaults_clear (&self->defaults);
+  all_defaults_clear (self);
   key_clear (self);
   g_free (self->load_what);
   g_clear_pointer (&self->preview, g_bytes_unref);

@@ -39,10 +39,12 @@ typedef struct {
   gboolean       want_edit;     /* NS_BACKEND_REMOTE: prefer the server's edit model */
 } NsModelKey;
 
-/* The loaded model's defaults (model doc §9), from ns_request_resolve. */
+/* The loaded model's defaults for one mode (docs/model.md §9), from
+ * ns_request_resolve: they follow the mode, not the checkpoint's kind. */
 typedef struct {
   char         *name;           /* the model's name (a server's model id) */
   NsModelKind   kind;
+  char         *mode_warning;   /* ns_model_mode_warning for the mode, or NULL */
   NsBackendKind backend;        /* the backend really used */
   char         *backend_note;   /* why AUTO chose the CPU, or NULL */
   char         *negative;       /* NULL when the model's kind could not be resolved */
@@ -54,9 +56,9 @@ typedef struct {
 
 NsController *ns_controller_new (void);
 gboolean      ns_controller_is_busy (NsController *self);
-/* Defaults of the loaded model, or NULL when none is loaded. Main thread,
- * valid until the next load. */
-const NsModelDefaults *ns_controller_get_defaults (NsController *self);
+/* Defaults of the loaded model for `mode`, or NULL when none is loaded.
+ * Main thread, valid until the next load. */
+const NsModelDefaults *ns_controller_get_defaults (NsController *self, NsMode mode);
 
 /* Loads the model for `key` unless it is already loaded. */
 void     ns_controller_load_async (NsController *self, const NsModelKey *key,

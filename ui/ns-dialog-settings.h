@@ -24,6 +24,7 @@ typedef struct {
   NsSeedMode     seed_mode;
   guint64        seed;          /* the fixed seed; on read-back, the last seed used */
   int            images;        /* per Generate, 1…8 */
+  gboolean       draft;         /* few steps, half size (ns-dialog.c DRAFT_STEPS) */
   NsWeightFormat weights;
   NsBackendKind  backend;
   char          *model_dir;     /* NULL: ns_model_find (remote: the server's choice) */

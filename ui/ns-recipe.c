@@ -1,7 +1,9 @@
 /* ns-recipe.c — see ns-recipe.h. */
+#include <string.h>
 #include <json-glib/json-glib.h>
 
 #include "nextstep.h"
+#include "files/json-load.h"
 #include "ns-recipe.h"
 
 NsRecipe *
@@ -218,25 +220,17 @@ read_recipe (JsonObject *object, NsRecipe *recipe, GError **error)
 }
 
 NsRecipe *
-ns_recipe_from_json (const char *json, GError **error)
+ns_recipe_from_json (const char *json, gssize length, GError **error)
 {
   g_return_val_if_fail (json != NULL, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) parse_error = NULL;
-  if (!json_parser_load_from_data (parser, json, -1, &parse_error))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
-                   "The recipe is not valid JSON (%s)", parse_error->message);
-      return NULL;
-    }
-  JsonNode *root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "The recipe is not a JSON object");
-      return NULL;
-    }
+  gsize size = length < 0 ? strlen (json) : (gsize) length;
+  g_autoptr (JsonObject) object = ns_json_load_object (json, size, "The recipe",
+                                                      "it is damaged or was not written by "
+                                                      "gimp-nextstep", 0, error);
+  if (object == NULL)
+    return NULL;
   g_autoptr (NsRecipe) recipe = ns_recipe_new ();
-  if (!read_recipe (json_node_get_object (root), recipe, error))
+  if (!read_recipe (object, recipe, error))
     return NULL;
   return g_steal_pointer (&recipe);
 }

@@ -184,15 +184,7 @@ open_backend (const char *name, int threads, GError **error)
   if (g_strcmp0 (name, "cpu") == 0)
     return ns_backend_cpu_new (threads);
   if (g_strcmp0 (name, "cuda") == 0)
-    {
-#ifdef NS_HAVE_CUDA
-      return ns_backend_cuda_new (0, 0, error);
-#else
-      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
-                   "this nextstep was built without CUDA; rebuild with -Dcuda=enabled");
-      return NULL;
-#endif
-    }
+    return ns_backend_cuda_new (0, 0, error);
   g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
                "unknown backend '%s' (use cpu or cuda)", name);
   return NULL;
@@ -555,10 +547,8 @@ run_bench (NsBackend *inner, const Options *o, GError **error)
       r.all_layers = full.num_hidden_layers;
       ns_model_config_clear (&full);
       r.token_bytes = token_bytes (&bench, o);
-#ifdef NS_HAVE_CUDA
       if (g_strcmp0 (inner->ops->name, "cuda") == 0)
         r.peak_gb = ns_backend_cuda_peak_memory (inner) / 1e9;
-#endif
       estimate_images (&r);
       if (o->json)
         print_json (&r, inner->ops->name);

@@ -8,6 +8,7 @@
 #include "files/safetensors.h"
 #include "model/weight-cache.h"
 #include "backend.h"
+#include "progress.h"
 
 static int
 fail (GError *error)
@@ -17,15 +18,25 @@ fail (GError *error)
   return 1;
 }
 
+/* The written file is saved after the last tensor: say so, it takes a while. */
+static void
+on_progress (double fraction, const char *what, gpointer data)
+{
+  ns_cli_progress_fraction (data, "convert", fraction,
+                            fraction < 1.0 ? what : "writing the file");
+}
+
 int
 ns_cmd_convert (int argc, char **argv)
 {
   g_autofree char *model = NULL, *weights = NULL, *output = NULL, *quant_min = NULL;
+  gboolean quiet = FALSE;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_FILENAME, &model, "Model folder (default: search)", "DIR" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "int8 or fp8", "FORMAT" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "Write here (default: where model loading looks, under $XDG_CACHE_HOME/nextstep)", "FILE" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
     { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &quant_min, NULL, NULL },
     G_OPTION_ENTRY_NULL
   };
@@ -56,7 +67,12 @@ ns_cmd_convert (int argc, char **argv)
   if (store == NULL)
     return fail (error);
   g_autofree char *path = output ? g_strdup (output) : ns_weight_cache_default_path (dir, format);
-  if (!ns_weight_cache_write (store, dir, format, (int64_t) min_quant, path, &error))
+  NsCliProgress progress;
+  ns_cli_progress_init (&progress, quiet);
+  gboolean ok = ns_weight_cache_write (store, dir, format, (int64_t) min_quant, path,
+                                       on_progress, &progress, &error);
+  ns_cli_progress_finish (&progress);
+  if (!ok)
     return fail (error);
   printf ("%s\n", path);
   return 0;

@@ -8,6 +8,7 @@
 #include "nextstep.h"
 #include "commands.h"
 #include "files/png.h"
+#include "progress.h"
 
 typedef struct {
   char *model, *vae, *prompt, *positive, *negative, *cfg_schedule, *sampler, *use_norm;
@@ -15,13 +16,8 @@ typedef struct {
   char *weights, *memory_cap, *quant_min, *server, *api_key;
   int width, height, images, steps, threads;
   double cfg, cfg_img, shift;
+  gboolean quiet, timings;
 } Args;
-
-typedef struct {
-  gboolean tty;
-  gint64 start_us;
-  const char *preview_dir;
-} Progress;
 
 static void
 args_clear (Args *a)
@@ -48,35 +44,29 @@ output_name (const char *output, int index, int count)
 
 /* ---- progress ----------------------------------------------------------- */
 
+/* What the run's callbacks share (NsRequest has one user_data). */
+typedef struct {
+  NsCliProgress progress;
+  const char *preview_dir;
+} RunView;
+
 static void
-on_token (int image, int token, int n_tokens, gpointer data)
+on_stage (NsStage stage, int done, int total, gpointer data)
 {
-  Progress *p = data;
-  if (!p->tty || image != 0)
-    return;
-  if (token == 0)
-    p->start_us = g_get_monotonic_time ();
-  double secs = (g_get_monotonic_time () - p->start_us) / 1e6;
-  double rate = token > 0 && secs > 0 ? token / secs : 0;
-  int done = token + 1, width = 30, fill = done * width / n_tokens;
-  fprintf (stderr, "\r[%.*s%*s] %d/%d tokens  %.1f tok/s  ETA %.0fs ", fill,
-           "##############################", width - fill, "", done, n_tokens, rate,
-           rate > 0 ? (n_tokens - done) / rate : 0.0);
-  if (done == n_tokens)
-    fputc ('\n', stderr);
+  ns_cli_progress_on_stage (stage, done, total, &((RunView *) data)->progress);
 }
 
 static void
 on_preview (int image, const guint8 *rgba, int width, int height, int tokens_done,
             gboolean vae_decoded, gpointer data)
 {
-  Progress *p = data;
+  const char *preview_dir = ((RunView *) data)->preview_dir;
   int grid_w = width / 16;
   if (!vae_decoded && tokens_done % grid_w != 0)
     return;
   g_autofree char *name = g_strdup_printf ("preview-%d-%05d%s.png", image + 1, tokens_done,
                                            vae_decoded ? "-vae" : "");
-  g_autofree char *path = g_build_filename (p->preview_dir, name, NULL);
+  g_autofree char *path = g_build_filename (preview_dir, name, NULL);
   g_autoptr (GError) error = NULL;
   if (!ns_png_save_rgba (path, rgba, width, height, &error))
     fprintf (stderr, "warning: %s\n", error->message);
@@ -157,6 +147,41 @@ fail (GError *error)
   return 1;
 }
 
+/* Always said, not only on a terminal and not silenced by --quiet: a script
+ * should see why a run is slow or its images differ. */
+static void
+say_choices (const NsModel *model, const NsLoadOptions *lo, NsCliProgress *progress)
+{
+  if (progress->tty && !progress->quiet)
+    fputc ('\n', stderr);   /* keep the loading line */
+  if (ns_model_get_backend_note (model) && lo->backend == NS_BACKEND_AUTO)
+    fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
+  if (lo->weights != NS_WEIGHTS_AUTO || lo->backend == NS_BACKEND_REMOTE)
+    return;
+  gboolean cpu = ns_model_get_backend (model) == NS_BACKEND_CPU;
+  NsWeightFormat chosen = ns_model_get_weight_format (model);
+  fprintf (stderr, "Weights: %s (--weights auto: bf16 %s in %s)\n",
+           ns_weight_format_name (chosen), chosen == NS_WEIGHTS_BF16 ? "fits" : "does not fit",
+           cpu ? "the available RAM" : "the GPU memory");
+}
+
+/* --timings: one "timing: STAGE MS" line per stage, for scripts. Per-token
+ * figures divide by every token of every image; total includes the load. */
+static void
+print_timings (const NsResult *res, double load_ms)
+{
+  const NsRunTimings *t = &res->timings;
+  double tokens = MAX (1, res->ntok * res->n_images);
+  const struct { const char *name; double ms; } rows[] = {
+    { "load", load_ms }, { "encode", t->encode_ms }, { "prefill", t->prefill_ms },
+    { "tokens", t->tokens_ms }, { "per-token", t->tokens_ms / tokens },
+    { "backbone-per-token", t->backbone_ms / tokens }, { "head-per-token", t->head_ms / tokens },
+    { "vae", t->vae_ms }, { "total", load_ms + t->total_ms },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (rows); i++)
+    printf ("timing: %s %.1f\n", rows[i].name, rows[i].ms);
+}
+
 static gboolean
 save_images (const NsResult *res, const char *output, GError **error)
 {
@@ -208,20 +233,27 @@ run_request (Args *a, gboolean edit)
   lo.server = a->server;
   lo.api_key = a->api_key;
   lo.want_edit = edit;
+  RunView view = { .preview_dir = a->preview_dir };
+  NsCliProgress *progress = &view.progress;
+  ns_cli_progress_init (progress, a->quiet);
+  lo.progress = ns_cli_progress_on_load;
+  lo.progress_data = progress;
+  gint64 load_start = g_get_monotonic_time ();
   g_autoptr (NsModel) model = ns_model_load (&lo, &error);
+  double load_ms = (g_get_monotonic_time () - load_start) / 1e3;
   if (model == NULL)
-    return fail (error);
-  /* Always said, not only on a terminal: a script should see why it is slow. */
-  if (ns_model_get_backend_note (model) && lo.backend == NS_BACKEND_AUTO)
-    fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
-  if (lo.weights == NS_WEIGHTS_AUTO && lo.backend != NS_BACKEND_REMOTE
-      && ns_model_get_weight_format (model) != NS_WEIGHTS_BF16)
-    fprintf (stderr, "Weights: %s (bf16 does not fit in the device memory)\n",
-             ns_weight_format_name (ns_model_get_weight_format (model)));
+    {
+      ns_cli_progress_finish (progress);
+      return fail (error);
+    }
+  say_choices (model, &lo, progress);
+  g_autofree char *warning = ns_model_mode_warning (model, r.mode);
+  if (warning != NULL)
+    fprintf (stderr, "Warning: %s\n", warning);
 
-  Progress progress = { isatty (2), 0, a->preview_dir };
-  r.on_token = on_token;
-  r.user_data = &progress;
+  r.on_stage = on_stage;
+  r.timings = a->timings;
+  r.user_data = &view;
   if (a->preview_dir)
     {
       if (g_mkdir_with_parents (a->preview_dir, 0755) != 0)
@@ -234,9 +266,12 @@ run_request (Args *a, gboolean edit)
       r.preview_every = 8;
     }
   g_autoptr (NsResult) res = ns_model_run (model, &r, &error);
+  ns_cli_progress_finish (progress);
   if (res == NULL || !save_images (res, a->output, &error)
       || (a->save_tokens && !ns_result_save_tokens (res, a->save_tokens, &error)))
     return fail (error);
+  if (a->timings)
+    print_timings (res, load_ms);
   return 0;
 }
 
@@ -273,12 +308,16 @@ command (int argc, char **argv, gboolean edit)
     { "api-key", 0, 0, G_OPTION_ARG_STRING, &a.api_key, "The server's API key", "KEY" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights,
-      "auto, bf16, fp8 or int8 (auto: bf16 when it fits in GPU memory, else int8)", "FORMAT" },
+      "auto, bf16, fp8 or int8 (auto: bf16 when it fits in GPU memory or RAM, else int8)", "FORMAT" },
     /* Test hooks: pretend the device has this much memory; quantize small matrices too. */
     { "device-memory-cap", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.memory_cap, NULL, NULL },
     { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.quant_min, NULL, NULL },
     { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.preview_dir, "Write preview PNGs here", "DIR" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.output, "Output PNG", "OUT.png" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "No progress on stderr", NULL },
+    { "timings", 0, 0, G_OPTION_ARG_NONE, &a.timings,
+      "Print 'timing: STAGE MS' lines on stdout (load, encode, prefill, tokens, per-token, "
+      "backbone-per-token, head-per-token, vae, total)", NULL },
     G_OPTION_ENTRY_NULL
   };
   GOptionEntry edit_only[] = {

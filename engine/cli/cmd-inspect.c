@@ -9,6 +9,7 @@
 #include "nextstep.h"
 #include "commands.h"
 #include "files/config.h"
+#include "files/json-load.h"
 #include "files/safetensors.h"
 #include "files/torch-checkpoint.h"
 #include "model/arch.h"
@@ -221,19 +222,22 @@ load_added_tokens (const char *path, GError **error)
       g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "%s has no added_tokens list", path);
       return NULL;
     }
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_data (parser, text + start, (gssize) (end - start), error))
+  g_autofree char *label = g_strdup_printf ("%s: added_tokens", path);
+  g_autoptr (JsonNode) root = ns_json_load (text + start, end - start, label,
+                                            "the file is damaged: download it again", 0, error);
+  if (root == NULL)
     return NULL;
-  JsonNode *root = json_parser_get_root (parser);
   GHashTable *ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   JsonArray *list = JSON_NODE_HOLDS_ARRAY (root) ? json_node_get_array (root) : NULL;
   for (guint i = 0; list != NULL && i < json_array_get_length (list); i++)
     {
       JsonNode *n = json_array_get_element (list, i);
       JsonObject *o = JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
-      const char *content = o ? json_object_get_string_member_with_default (o, "content", NULL)
-                              : NULL;
-      gint64 id = o ? json_object_get_int_member_with_default (o, "id", -1) : -1;
+      JsonNode *c = o ? json_object_get_member (o, "content") : NULL;
+      JsonNode *d = o ? json_object_get_member (o, "id") : NULL;
+      const char *content = c && json_node_get_value_type (c) == G_TYPE_STRING
+                            ? json_node_get_string (c) : NULL;
+      gint64 id = d && json_node_get_value_type (d) == G_TYPE_INT64 ? json_node_get_int (d) : -1;
       if (content == NULL || id < 0)
         {
           g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
@@ -463,7 +467,7 @@ inspect_server (const char *prog, const char *server, const char *api_key, gbool
       set_string (&r, "kind", sm->kind == NS_MODEL_KIND_EDIT ? "edit" : "t2i");
       /* Only `nextstep serve` edits and streams previews (vLLM-Omni: text to image). */
       set_bool (&r, "generate", TRUE);
-      set_bool (&r, "edit", sm->nextstep && sm->kind == NS_MODEL_KIND_EDIT);
+      set_bool (&r, "edit", sm->nextstep);
       set_bool (&r, "previews", sm->nextstep);
       set_string (&r, "server_kind", sm->nextstep ? "nextstep serve" : "OpenAI-style (vLLM-Omni)");
       json_builder_end_object (r.out);

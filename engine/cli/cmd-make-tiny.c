@@ -1,10 +1,14 @@
-/* cmd-make-tiny.c — `nextstep make-tiny OUT [--edit] [--seed N] [--vocab DIR]`:
- * writes a tiny random-weight NextStep model in the published layout
- * (config.json, generation_config.json, three bf16 safetensors shards with
- * their index, tokenizer files, vae/{config.json, checkpoint.pt}), small
- * enough for the CPU engine to run in well under a second per image.
+/* cmd-make-tiny.c — `nextstep make-tiny OUT [--edit] [--seed N] [--vocab DIR]
+ * [--full-size]`: writes a tiny random-weight NextStep model in the published
+ * layout (config.json, generation_config.json, three bf16 safetensors shards
+ * with their index, tokenizer files, vae/{config.json, checkpoint.pt}), small
+ * enough for the CPU engine to run in well under a second per image. With
+ * --full-size the same files hold the real NextStep-1.1 shapes (14.96 B
+ * parameters in seven shards, the real VAE): a stand-in for the published
+ * model to measure the engine on. Its 28 GB of weights are made while they
+ * are written, a few MiB at a time, so it needs little memory.
  *
- * Weights follow the golden README's "Weights are random" rule: matrices
+ * Weights follow the recipe of the golden tiny models: matrices
  * N(0, 1/fan_in) (embeddings and lm_head N(0, 1), adaLN ×0.5,
  * image_in_projector ×2, VAE decoder.conv_out ×0.5), norm gains 1 + 0.1 N,
  * biases 0.05 N — non-zero where the official init zeroes (adaLN, final
@@ -24,9 +28,12 @@
 #include "files/safetensors.h"
 #include "files/torch-checkpoint.h"
 #include "model/arch.h"
+#include "model/vae.h"
 #include "tokenizer/tokenizer.h"
 
 #define N_SHARDS 3
+#define FULL_SHARDS 7           /* as NextStep-1.1 is published */
+#define FULL_VOCAB 152064       /* NextStep-1.1's embedding rows */
 /* The official class saves a 32 × 32 sin-cos gen_pos_embed grid. */
 #define GEN_POS_GRID 32
 
@@ -34,6 +41,7 @@ typedef struct {
   char *name;
   int n_dims;
   int64_t shape[4];
+  int shard;              /* 0-based shard file */
 } Spec;
 
 static void
@@ -105,16 +113,24 @@ matrix_std (const Spec *s)
   return std;
 }
 
+/* The mean and standard deviation random_values draws a tensor with. */
+static void
+draw_moments (const Spec *s, double *mean, double *std)
+{
+  gboolean bias = g_str_has_suffix (s->name, ".bias");
+  *mean = s->n_dims == 1 && !bias ? 1.0 : 0.0;
+  *std = s->n_dims >= 2 ? matrix_std (s) : bias ? 0.05 : 0.1;
+}
+
 static float *
 random_values (Normal *rand, const Spec *s)
 {
   int64_t n = spec_elements (s);
   float *v = g_new (float, n);
-  gboolean bias = g_str_has_suffix (s->name, ".bias");
-  gboolean gain = s->n_dims == 1 && !bias;
-  double std = s->n_dims >= 2 ? matrix_std (s) : bias ? 0.05 : 0.1;
+  double mean, std;
+  draw_moments (s, &mean, &std);
   for (int64_t i = 0; i < n; i++)
-    v[i] = (float) ((gain ? 1.0 : 0.0) + std * normal (rand));
+    v[i] = (float) (mean + std * normal (rand));
   return v;
 }
 
@@ -145,7 +161,7 @@ gen_pos_embed (int dim)
 /* Shard k (0-based) of a tensor: embeddings, lm_head, then the rest, as the
  * golden checkpoints are split. */
 static int
-shard_of (const char *name)
+tiny_shard_of (const char *name)
 {
   if (strcmp (name, "embed_tokens.weight") == 0)
     return 0;
@@ -187,16 +203,59 @@ write_index (const char *dir, GPtrArray *specs, guint64 total, char **shards, GE
     {
       const Spec *s = sorted->pdata[i];
       json_builder_set_member_name (b, s->name);
-      json_builder_add_string_value (b, shards[shard_of (s->name)]);
+      json_builder_add_string_value (b, shards[s->shard]);
     }
   json_builder_end_object (b);
   json_builder_end_object (b);
   return ns_tiny_save_json (dir, "model.safetensors.index.json", b, error);
 }
 
-/* Every tensor of the architecture plus gen_pos_embed, as bf16 shards. */
+/* Full size: uniform values with the draw's mean and standard deviation
+ * (a uniform on ±√3·std has that std), made a chunk at a time from a
+ * xorshift stream seeded by the tensor and the chunk's offset: Box–Muller on
+ * GRand would take many minutes for 15 B values. */
+typedef struct {
+  float mean, half_width;
+  guint64 seed;
+} FastFill;
+
+static void
+fill_uniform_bf16 (guint8 *dst, guint64 offset, gsize size, gpointer data)
+{
+  const FastFill *f = data;
+  uint16_t *out = (uint16_t *) dst;
+  guint64 s = (f->seed ^ (offset * 0x9e3779b97f4a7c15ull)) | 1;
+  for (gsize i = 0; i < size / sizeof *out; i++)
+    {
+      s ^= s >> 12;
+      s ^= s << 25;
+      s ^= s >> 27;
+      float u = (float) ((s * 2685821657736338717ull) >> 40) / (float) (1 << 23) - 1.0f;
+      out[i] = ns_f32_to_bf16 (f->mean + f->half_width * u);
+    }
+}
+
+/* Shards of a full-size model: consecutive tensors, about equal bytes. */
+static void
+assign_full_shards (GPtrArray *specs)
+{
+  guint64 total = 0, before = 0;
+  for (guint i = 0; i < specs->len; i++)
+    total += (guint64) spec_elements (specs->pdata[i]);
+  for (guint i = 0; i < specs->len; i++)
+    {
+      Spec *s = specs->pdata[i];
+      s->shard = (int) MIN (FULL_SHARDS - 1, before * FULL_SHARDS / total);
+      before += (guint64) spec_elements (s);
+    }
+}
+
+/* Every tensor of the architecture plus gen_pos_embed, as bf16 shards:
+ * normal draws held in memory for the tiny model, made while written at
+ * full size (`fills` keeps their state until the save). */
 static gboolean
-write_weights (const char *dir, const NsModelConfig *cfg, Normal *rand, GError **error)
+write_weights (const char *dir, const NsModelConfig *cfg, Normal *rand, gboolean full,
+               GError **error)
 {
   g_autoptr (GPtrArray) specs = g_ptr_array_new_with_free_func (spec_free);
   g_autoptr (GArray) arch = ns_arch_expected_tensors (cfg);
@@ -205,36 +264,59 @@ write_weights (const char *dir, const NsModelConfig *cfg, Normal *rand, GError *
       const NsArchTensor *t = &g_array_index (arch, NsArchTensor, i);
       add_spec (specs, g_strdup (t->name), t->n_dims, t->shape[0], t->shape[1], t->shape[2], 0);
     }
-  NsSafetensorsWriter *w[N_SHARDS];
-  char *names[N_SHARDS];
-  for (int k = 0; k < N_SHARDS; k++)
+  add_spec (specs, g_strdup ("gen_pos_embed"), 3, 1, GEN_POS_GRID * GEN_POS_GRID,
+            cfg->hidden_size, 0);
+  int n_shards = full ? FULL_SHARDS : N_SHARDS;
+  for (guint i = 0; i < specs->len; i++)
+    ((Spec *) specs->pdata[i])->shard = tiny_shard_of (((Spec *) specs->pdata[i])->name);
+  if (full)
+    assign_full_shards (specs);
+  NsSafetensorsWriter *w[FULL_SHARDS];
+  char *names[FULL_SHARDS];
+  for (int k = 0; k < n_shards; k++)
     {
       w[k] = ns_safetensors_writer_new ();
       ns_safetensors_writer_set_metadata (w[k], "format", "pt");
-      names[k] = g_strdup_printf ("model-%05d-of-%05d.safetensors", k + 1, N_SHARDS);
+      names[k] = g_strdup_printf ("model-%05d-of-%05d.safetensors", k + 1, n_shards);
     }
+  g_autofree FastFill *fills = g_new0 (FastFill, specs->len);
   for (guint i = 0; i < specs->len; i++)
     {
       const Spec *s = specs->pdata[i];
-      g_autofree float *values = random_values (rand, s);
-      add_bf16 (w[shard_of (s->name)], s, values);
+      if (strcmp (s->name, "gen_pos_embed") == 0)
+        {
+          g_autofree float *pos = gen_pos_embed (cfg->hidden_size);
+          add_bf16 (w[s->shard], s, pos);
+        }
+      else if (full)
+        {
+          double mean, std;
+          draw_moments (s, &mean, &std);
+          fills[i] = (FastFill) { (float) mean, (float) (std * sqrt (3.0)),
+                                  g_rand_int (rand->rand) * 0x100000001ull + i };
+          ns_safetensors_writer_add_fill (w[s->shard], s->name, NS_DTYPE_BF16, s->n_dims,
+                                          s->shape, fill_uniform_bf16, &fills[i]);
+        }
+      else
+        {
+          g_autofree float *values = random_values (rand, s);
+          add_bf16 (w[s->shard], s, values);
+        }
     }
-  add_spec (specs, g_strdup ("gen_pos_embed"), 3, 1, GEN_POS_GRID * GEN_POS_GRID,
-            cfg->hidden_size, 0);
-  g_autofree float *pos = gen_pos_embed (cfg->hidden_size);
-  add_bf16 (w[shard_of ("gen_pos_embed")], specs->pdata[specs->len - 1], pos);
 
   guint64 total = 0;
   gboolean ok = TRUE;
-  for (int k = 0; k < N_SHARDS; k++)
+  for (int k = 0; k < n_shards; k++)
     {
       g_autofree char *path = g_build_filename (dir, names[k], NULL);
       total += ns_safetensors_writer_data_size (w[k]);
       ok = ok && ns_safetensors_writer_save (w[k], path, error);
       ns_safetensors_writer_free (w[k]);
+      if (full && ok)
+        fprintf (stderr, "wrote %s\n", path);
     }
   ok = ok && write_index (dir, specs, total, names, error);
-  for (int k = 0; k < N_SHARDS; k++)
+  for (int k = 0; k < n_shards; k++)
     g_free (names[k]);
   return ok;
 }
@@ -419,103 +501,6 @@ tiny_config (NsModelConfig *c, gboolean edit)
 
 /* ---- the VAE -------------------------------------------------------------- */
 
-static void
-add_conv (GPtrArray *specs, const char *prefix, int64_t out, int64_t in, int k)
-{
-  add_spec (specs, g_strconcat (prefix, ".weight", NULL), 4, out, in, k, k);
-  add_spec (specs, g_strconcat (prefix, ".bias", NULL), 1, out, 0, 0, 0);
-}
-
-static void
-add_norm (GPtrArray *specs, const char *prefix, int64_t c)
-{
-  add_spec (specs, g_strconcat (prefix, ".weight", NULL), 1, c, 0, 0, 0);
-  add_spec (specs, g_strconcat (prefix, ".bias", NULL), 1, c, 0, 0, 0);
-}
-
-/* Name `prefix`.`part` (a temporary the callers pass straight on). */
-static char *
-sub (const char *prefix, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *part = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  return g_strconcat (prefix, ".", part, NULL);
-}
-
-static void
-add_resblock (GPtrArray *specs, const char *prefix, int64_t in, int64_t out)
-{
-  g_autofree char *n1 = sub (prefix, "norm1"), *c1 = sub (prefix, "conv1");
-  g_autofree char *n2 = sub (prefix, "norm2"), *c2 = sub (prefix, "conv2");
-  g_autofree char *skip = sub (prefix, "nin_shortcut");
-  add_norm (specs, n1, in);
-  add_conv (specs, c1, out, in, 3);
-  add_norm (specs, n2, out);
-  add_conv (specs, c2, out, out, 3);
-  if (in != out)
-    add_conv (specs, skip, out, in, 1);
-}
-
-static void
-add_mid (GPtrArray *specs, const char *side, int64_t c)
-{
-  static const char *const attn[] = { "q", "k", "v", "proj_out" };
-  g_autofree char *b1 = g_strdup_printf ("%s.mid.block_1", side);
-  g_autofree char *b2 = g_strdup_printf ("%s.mid.block_2", side);
-  g_autofree char *norm = g_strdup_printf ("%s.mid.attn_1.norm", side);
-  add_resblock (specs, b1, c, c);
-  add_norm (specs, norm, c);
-  for (gsize i = 0; i < G_N_ELEMENTS (attn); i++)
-    {
-      g_autofree char *name = g_strdup_printf ("%s.mid.attn_1.%s", side, attn[i]);
-      add_conv (specs, name, c, c, 1);
-    }
-  add_resblock (specs, b2, c, c);
-}
-
-/* The Flux AutoEncoder state_dict (model doc §11.1–11.2). */
-static void
-vae_specs (GPtrArray *specs, const NsVaeConfig *v)
-{
-  int last = v->n_ch_mult - 1;
-  int64_t c = v->ch;
-  add_conv (specs, "encoder.conv_in", c, v->in_channels, 3);
-  for (int i = 0; i <= last; i++)
-    {
-      int64_t out = (int64_t) v->ch * v->ch_mult[i];
-      for (int b = 0; b < v->num_res_blocks; b++, c = out)
-        {
-          g_autofree char *name = g_strdup_printf ("encoder.down.%d.block.%d", i, b);
-          add_resblock (specs, name, c, out);
-        }
-      g_autofree char *down = g_strdup_printf ("encoder.down.%d.downsample.conv", i);
-      if (i != last)
-        add_conv (specs, down, c, c, 3);
-    }
-  add_mid (specs, "encoder", c);
-  add_norm (specs, "encoder.norm_out", c);
-  add_conv (specs, "encoder.conv_out", 2 * (int64_t) v->z_channels, c, 3);
-
-  add_conv (specs, "decoder.conv_in", c, v->z_channels, 3);
-  add_mid (specs, "decoder", c);
-  for (int i = last; i >= 0; i--)
-    {
-      int64_t out = (int64_t) v->ch * v->ch_mult[i];
-      for (int b = 0; b <= v->num_res_blocks; b++, c = out)
-        {
-          g_autofree char *name = g_strdup_printf ("decoder.up.%d.block.%d", i, b);
-          add_resblock (specs, name, c, out);
-        }
-      g_autofree char *up = g_strdup_printf ("decoder.up.%d.upsample.conv", i);
-      if (i != 0)
-        add_conv (specs, up, c, c, 3);
-    }
-  add_norm (specs, "decoder.norm_out", c);
-  add_conv (specs, "decoder.conv_out", v->out_ch, c, 3);
-}
-
 static gboolean
 write_vae_config (const char *dir, const NsVaeConfig *v, GError **error)
 {
@@ -542,15 +527,29 @@ write_vae_config (const char *dir, const NsVaeConfig *v, GError **error)
 }
 
 /* A small VAE (ch 32, 4 levels, one block each); the edit model's also
- * exercises psz 2 and a non-trivial scale/shift, as the golden edit VAE does. */
-static gboolean
-write_vae (const char *model_dir, gboolean edit, Normal *rand, GError **error)
+ * exercises psz 2 and a non-trivial scale/shift, as the golden edit VAE does.
+ * Full size: the published Flux VAE shapes (ch 128, ch_mult 1 2 4 4, two
+ * blocks per level), scale 1 and shift 0 (docs/model.md §11). */
+static void
+vae_config (NsVaeConfig *v, gboolean edit, gboolean full)
 {
-  NsVaeConfig v = { .resolution = 256, .in_channels = 3, .out_ch = 3, .ch = 32,
-                    .ch_mult = { 1, 2, 2, 2 }, .n_ch_mult = 4, .num_res_blocks = 1,
-                    .z_channels = 16, .scaling_factor = edit ? 0.3611 : 1.0,
-                    .shift_factor = edit ? 0.1159 : 0.0, .deterministic = TRUE,
-                    .encoder_norm = TRUE, .psz = edit ? 2 : 1 };
+  *v = (NsVaeConfig) { .resolution = 256, .in_channels = 3, .out_ch = 3, .ch = 32,
+                       .ch_mult = { 1, 2, 2, 2 }, .n_ch_mult = 4, .num_res_blocks = 1,
+                       .z_channels = 16, .scaling_factor = edit ? 0.3611 : 1.0,
+                       .shift_factor = edit ? 0.1159 : 0.0, .deterministic = TRUE,
+                       .encoder_norm = TRUE, .psz = edit ? 2 : 1 };
+  if (full)
+    {
+      v->ch = 128;
+      v->ch_mult[2] = v->ch_mult[3] = 4;
+      v->num_res_blocks = 2;
+    }
+}
+
+/* The tensors come from the loader's own layout (ns_vae_expected_tensors). */
+static gboolean
+write_vae (const char *model_dir, const NsVaeConfig *v, Normal *rand, GError **error)
+{
   g_autofree char *dir = g_build_filename (model_dir, "vae", NULL);
   g_autofree char *path = g_build_filename (dir, "checkpoint.pt", NULL);
   if (g_mkdir_with_parents (dir, 0755) != 0)
@@ -558,28 +557,47 @@ write_vae (const char *model_dir, gboolean edit, Normal *rand, GError **error)
       g_set_error (error, NS_ERROR, NS_ERROR_FILE, "Cannot create %s: %s", dir, g_strerror (errno));
       return FALSE;
     }
-  g_autoptr (GPtrArray) specs = g_ptr_array_new_with_free_func (spec_free);
-  vae_specs (specs, &v);
+  g_autoptr (GArray) layout = ns_vae_expected_tensors (v, error);
+  if (layout == NULL)
+    return FALSE;
   g_autoptr (NsTensorStore) store = ns_tensor_store_new ();
-  for (guint i = 0; i < specs->len; i++)
+  for (guint i = 0; i < layout->len; i++)
     {
-      const Spec *s = specs->pdata[i];
-      float *values = random_values (rand, s);
-      NsTensorView view = { s->name, NS_DTYPE_F32, s->n_dims, { 0 }, values,
-                            (size_t) spec_elements (s) * sizeof (float), NULL };
-      memcpy (view.shape, s->shape, sizeof s->shape);
+      const NsVaeTensor *t = &g_array_index (layout, NsVaeTensor, i);
+      Spec s = { t->name, t->n_dims, { 0 }, 0 };
+      memcpy (s.shape, t->shape, sizeof s.shape);
+      float *values = random_values (rand, &s);
+      NsTensorView view = { t->name, NS_DTYPE_F32, t->n_dims, { 0 }, values,
+                            (size_t) spec_elements (&s) * sizeof (float), NULL };
+      memcpy (view.shape, t->shape, sizeof t->shape);
       ns_tensor_store_keep (store, values, g_free);
       if (!ns_tensor_store_add (store, &view, error))
         return FALSE;
     }
-  return write_vae_config (dir, &v, error)
+  return write_vae_config (dir, v, error)
          && ns_torch_checkpoint_save (store, "checkpoint", path, error);
 }
 
 /* ---- the command ---------------------------------------------------------- */
 
+/* NextStep-1.1's shapes (docs/model.md). */
+static void
+full_config (NsModelConfig *c)
+{
+  c->hidden_size = 5120;
+  c->num_hidden_layers = 48;
+  c->num_attention_heads = 40;
+  c->num_key_value_heads = 8;
+  c->head_dim = 128;
+  c->intermediate_size = 13824;
+  c->fm_head_dim = 1536;
+  c->fm_head_layers = 12;
+  c->vocab_size = MAX (c->vocab_size, FULL_VOCAB);
+}
+
 static gboolean
-make_tiny (const char *out, gboolean edit, guint64 seed, const char *vocab_dir, GError **error)
+make_tiny (const char *out, gboolean edit, gboolean full, guint64 seed, const char *vocab_dir,
+           GError **error)
 {
   if (g_mkdir_with_parents (out, 0755) != 0)
     {
@@ -590,13 +608,17 @@ make_tiny (const char *out, gboolean edit, guint64 seed, const char *vocab_dir, 
                                   : ns_tiny_tokenizer_write (out, error);
   NsModelConfig cfg;
   tiny_config (&cfg, edit);
+  NsVaeConfig vae;
+  vae_config (&vae, edit, full);
   /* GRand takes 32-bit seeds: fold the high half in so every bit counts. */
   Normal rand = { g_rand_new_with_seed ((guint32) (seed ^ (seed >> 32))), FALSE, 0 };
-  ok = ok && take_token_ids (out, &cfg, error)
-       && write_model_config (out, &cfg, error)
+  ok = ok && take_token_ids (out, &cfg, error);
+  if (full)
+    full_config (&cfg);
+  ok = ok && write_model_config (out, &cfg, error)
        && write_generation_config (out, &cfg, error)
-       && write_weights (out, &cfg, &rand, error)
-       && write_vae (out, edit, &rand, error);
+       && write_weights (out, &cfg, &rand, full, error)
+       && write_vae (out, &vae, &rand, error);
   g_rand_free (rand.rand);
   ns_model_config_clear (&cfg);
   return ok;
@@ -605,12 +627,15 @@ make_tiny (const char *out, gboolean edit, guint64 seed, const char *vocab_dir, 
 int
 ns_cmd_make_tiny (int argc, char **argv)
 {
-  gboolean edit = FALSE;
+  gboolean edit = FALSE, full = FALSE;
   gint64 seed = 42;
   g_autofree char *vocab_dir = NULL;
   GOptionEntry entries[] = {
     { "edit", 0, 0, G_OPTION_ARG_NONE, &edit,
       "Write an edit model (named like NextStep-1-Large-Edit)", NULL },
+    { "full-size", 0, 0, G_OPTION_ARG_NONE, &full,
+      "The real NextStep-1.1 shapes (28 GB of bf16 in seven shards, the real VAE shapes), "
+      "made while written; give --vocab with the real tokenizer", NULL },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the random weights (default 42)", "N" },
     { "vocab", 0, 0, G_OPTION_ARG_FILENAME, &vocab_dir,
       "Copy the tokenizer files from this folder instead of generating a small one", "DIR" },
@@ -630,11 +655,12 @@ ns_cmd_make_tiny (int argc, char **argv)
                error ? error->message : "give one output folder (see --help)");
       return 2;
     }
-  if (!make_tiny (argv[1], edit, (guint64) seed, vocab_dir, &error))
+  if (!make_tiny (argv[1], edit, full, (guint64) seed, vocab_dir, &error))
     {
       fprintf (stderr, "%s: %s\n", argv[0], error->message);
       return 1;
     }
-  printf ("Wrote a tiny %s model to %s\n", edit ? "edit" : "text-to-image", argv[1]);
+  printf ("Wrote a %s %s model to %s\n", full ? "full-size" : "tiny",
+          edit ? "edit" : "text-to-image", argv[1]);
   return 0;
 }

@@ -54,28 +54,22 @@ load_model (const Args *a, const char *explicit_dir, gboolean edit, GError **err
   return ns_model_load (&lo, error);
 }
 
-/* --model serves generation, and edits when it is an edit model;
- * --edit-model serves edits. */
+/* --model serves generation, and edits unless --edit-model is given. Any
+ * checkpoint edits; one not trained for it gets a warning here, once. */
 static gboolean
 load_models (Server *s, const Args *a, GError **error)
 {
   if ((s->t2i = load_model (a, a->model, FALSE, error)) == NULL)
     return FALSE;
-  if (a->edit_model != NULL)
-    {
-      if ((s->edit = load_model (a, a->edit_model, TRUE, error)) == NULL)
-        return FALSE;
-      if (ns_model_get_kind (s->edit) != NS_MODEL_KIND_EDIT)
-        return g_set_error (error, NS_ERROR, NS_ERROR_MODEL, "--edit-model %s is not an edit "
-                            "model (NextStep-1-Large-Edit)", a->edit_model), FALSE;
-    }
-  else if (ns_model_get_kind (s->t2i) == NS_MODEL_KIND_EDIT)
-    s->edit = s->t2i;
+  s->edit = s->t2i;
+  if (a->edit_model != NULL && (s->edit = load_model (a, a->edit_model, TRUE, error)) == NULL)
+    return FALSE;
+  g_autofree char *warning = ns_model_mode_warning (s->edit, NS_MODE_EDIT);
+  if (warning != NULL)
+    fprintf (stderr, "nextstep serve: /v1/images/edits: %s\n", warning);
   return TRUE;
 }
 
-/* `plain`: without our extension, so that clients treat this server as
- * vLLM-Omni (plain requests, no edits, no previews). */
 static void
 add_model_entry (JsonBuilder *b, NsModel *m, gboolean plain)
 {
@@ -122,7 +116,7 @@ handle_models (Server *s, SoupServerMessage *msg)
   json_builder_set_member_name (b, "data");
   json_builder_begin_array (b);
   add_model_entry (b, s->t2i, s->plain);
-  if (s->edit != NULL && s->edit != s->t2i)
+  if (s->edit != s->t2i)
     add_model_entry (b, s->edit, s->plain);
   json_builder_end_array (b);
   json_builder_end_object (b);
@@ -272,9 +266,11 @@ handle (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable *
   (void) soup, (void) query;
   gboolean post = strcmp (method, "POST") == 0, get = strcmp (method, "GET") == 0;
   if (get && strcmp (path, "/health") == 0)
-    soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_STATIC,
-                                      "{\"status\":\"ok\"}", 15),
-    soup_server_message_set_status (msg, 200, NULL);
+    {
+      soup_server_message_set_status (msg, 200, NULL);
+      soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_STATIC,
+                                        "{\"status\":\"ok\"}", 15);
+    }
   else if (get && strcmp (path, "/v1/models") == 0)
     handle_models (s, msg);
   else if (post && strcmp (path, "/v1/images/generations") == 0)
@@ -425,7 +421,7 @@ ns_cmd_serve (int argc, char **argv)
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_FILENAME, &a.model, "Model folder (default: search)", "DIR" },
     { "edit-model", 0, 0, G_OPTION_ARG_FILENAME, &a.edit_model,
-      "Edit model folder for /v1/images/edits (default: --model when it edits)", "DIR" },
+      "Model folder for /v1/images/edits (default: --model)", "DIR" },
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &a.vae, "VAE folder (default: beside the model)", "DIR" },
     { "host", 0, 0, G_OPTION_ARG_STRING, &a.host,
       "Address to listen on (127.0.0.1; any other needs --api-key)", "ADDR" },

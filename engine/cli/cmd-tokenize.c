@@ -8,6 +8,7 @@
 
 #include "nextstep.h"
 #include "commands.h"
+#include "files/json-load.h"
 #include "tokenizer/tokenizer.h"
 
 static gboolean opt_jsonl, opt_decode;
@@ -117,10 +118,9 @@ jsonl_line (NsTokenizer *tok, const char *line, GError **error)
     return g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
                         "\\u0000 (NUL) in JSON input is not supported; pass such text "
                         "on the command line instead"), FALSE;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_data (parser, line, -1, error))
+  g_autoptr (JsonNode) root = ns_json_load (line, strlen (line), "the line", NULL, 0, error);
+  if (root == NULL)
     return FALSE;
-  JsonNode *root = json_parser_get_root (parser);
   JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
   JsonNode *member = o ? json_object_get_member (o, opt_decode ? "ids" : "text") : NULL;
   if (!opt_decode)

@@ -390,7 +390,7 @@ choose_model (Server *s, const NsApiRequest *api, gboolean edit)
 {
   if (edit)
     return s->edit;
-  if (api->model && s->edit && strcmp (api->model, ns_model_get_name (s->edit)) == 0)
+  if (api->model && strcmp (api->model, ns_model_get_name (s->edit)) == 0)
     return s->edit;
   return s->t2i;
 }
@@ -416,9 +416,6 @@ serve_job_start (Server *s, SoupServerMessage *msg, JsonObject *fields, gboolean
   r->input = (NsImage) { input_width, input_height, input, input_width * 4 };
   if (!ns_api_request_from_json (fields, &job->api, &error))
     serve_reply_error (msg, 400, error->message);
-  else if ((job->model = choose_model (s, &job->api, edit)) == NULL)
-    serve_reply_error (msg, 400, "This server has no edit model; start it with --edit-model "
-                       "DIR (a NextStep-1-Large-Edit folder)");
   else if (s->pending >= s->max_pending)
     {
       g_autofree char *text = g_strdup_printf ("The server is busy (1 run and %d waiting); "
@@ -429,6 +426,7 @@ serve_job_start (Server *s, SoupServerMessage *msg, JsonObject *fields, gboolean
     }
   else
     {
+      job->model = choose_model (s, &job->api, edit);
       s->pending++;
       g_signal_connect (msg, "finished", G_CALLBACK (on_msg_finished), job);
       job->watch_id = g_timeout_add (WATCH_MS, watch_client, job);

@@ -15,7 +15,7 @@ G_BEGIN_DECLS
 
 typedef struct {
   SoupServer *soup;
-  NsModel *t2i, *edit;          /* edit: NULL when no model edits; may be t2i */
+  NsModel *t2i, *edit;          /* edit: --edit-model, else t2i */
   GThreadPool *worker;          /* one thread: one run at a time */
   int pending, max_pending;     /* jobs running or waiting (main thread) */
   gboolean plain;               /* test hook: answer /v1/models as vLLM-Omni does */

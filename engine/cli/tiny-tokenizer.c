@@ -38,7 +38,7 @@ typedef struct {
   gboolean special;
 } AddedToken;
 
-/* Qwen2.5's added tokens, then NextStep's (model doc §4), in id order. */
+/* Qwen2.5's added tokens, then NextStep's (docs/model.md §4), in id order. */
 static const AddedToken added_tokens[] = {
   { "<|endoftext|>", TRUE }, { "<|im_start|>", TRUE }, { "<|im_end|>", TRUE },
   { "<|object_ref_start|>", TRUE }, { "<|object_ref_end|>", TRUE },

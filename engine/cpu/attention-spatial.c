@@ -1,8 +1,9 @@
-/* attention-spatial.c — the VAE's single-head attention over all pixels.
- * Softmax is f32 with max subtraction. */
+/* attention-spatial.c — the VAE's single-head attention over all pixels:
+ * two products through the BLAS around an f32 softmax (with max
+ * subtraction), a block of queries at a time so the scores stay bounded. */
 #include "cpu-backend.h"
 
-#define SPATIAL_QUERIES 16    /* queries sharing one pass over k and v */
+#define SCORE_FLOATS (4 << 20)   /* 16 MiB of scores per query block */
 
 /* Softmax over a full row, in place. */
 static void
@@ -20,32 +21,24 @@ softmax (float *x, int n)
     x[j] /= sum;
 }
 
-/* Channel-major layout: a query is a column, so a block of queries shares
- * every pass over the rows of k and v. */
+/* Channel-major layout: q, k, v, out are [c, n]. */
 void
 ns_cpu_attention_spatial (NsBackend *b, float *out, const float *q, const float *k,
                           const float *v, int c, int n)
 {
   float scale = 1.0f / sqrtf ((float) c);
-  int n_blocks = (n + SPATIAL_QUERIES - 1) / SPATIAL_QUERIES;
-#pragma omp parallel num_threads (ns_cpu_threads (b))
-  {
-    float *scores = g_new (float, (size_t) SPATIAL_QUERIES * n);
-#pragma omp for schedule (dynamic, 1)
-    for (int blk = 0; blk < n_blocks; blk++)
-      {
-        int i0 = blk * SPATIAL_QUERIES, nq = MIN (SPATIAL_QUERIES, n - i0);
-        memset (scores, 0, (size_t) nq * n * sizeof (float));
-        for (int ch = 0; ch < c; ch++)
-          for (int qi = 0; qi < nq; qi++)
-            ns_cpu_axpy (scores + (size_t) qi * n, q[(size_t) ch * n + i0 + qi] * scale,
-                  k + (size_t) ch * n, n);
-        for (int qi = 0; qi < nq; qi++)
-          softmax (scores + (size_t) qi * n, n);
-        for (int ch = 0; ch < c; ch++)
-          for (int qi = 0; qi < nq; qi++)
-            out[(size_t) ch * n + i0 + qi] = ns_cpu_dot (scores + (size_t) qi * n, v + (size_t) ch * n, n);
-      }
-    g_free (scores);
-  }
+  int block = CLAMP (SCORE_FLOATS / n, 1, n);
+  float *scores = g_new (float, (size_t) block * n);
+  for (int i0 = 0; i0 < n; i0 += block)
+    {
+      int nq = MIN (block, n - i0);
+      /* scores[i, j] = scale · Σ_ch q[ch, i0 + i] · k[ch, j] */
+      ns_cpu_sgemm (b, TRUE, FALSE, nq, n, c, scale, q + i0, n, k, n, 0.0f, scores, n);
+#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static)
+      for (int i = 0; i < nq; i++)
+        softmax (scores + (size_t) i * n, n);
+      /* out[ch, i0 + i] = Σ_j v[ch, j] · scores[i, j] */
+      ns_cpu_sgemm (b, FALSE, TRUE, c, nq, n, 1.0f, v, n, scores, n, 0.0f, out + i0, n);
+    }
+  g_free (scores);
 }

@@ -1,65 +1,50 @@
-/* conv2d.c — the VAE's 2-D convolution: implicit im2col feeding the blocked
- * matmul. */
+/* conv2d.c — the VAE's 2-D convolution as im2col + sgemm: the patches of a
+ * band of output pixels are gathered into a [ci·k·k × pixels] matrix and the
+ * BLAS multiplies the weight [co × ci·k·k] by it. Bands keep that matrix
+ * bounded (BAND_FLOATS) while still giving sgemm thousands of columns; a
+ * 1×1 stride-1 convolution without padding multiplies x itself. */
 #include "cpu-backend.h"
+
+#define BAND_FLOATS (8 << 20)   /* 32 MiB of patches per band */
 
 typedef struct {
   const float *x;
-  int h, w, k, stride, pad_t, pad_l, ow;
+  int ci, h, w, k, stride, pad_t, pad_l, ow;
 } ConvGeometry;
 
-/* One input row segment for 16 output pixels that share an output row at
- * stride 1: in-image runs are plain copies, padding is zeros. */
+/* cols[kk, j] = the input pixel that weight column kk = (ch, ky, kx) meets
+ * at output pixel p0 + j, zero in the padding; j < np. */
 static void
-pack_row_run (const ConvGeometry *g, float *dst, int oy, int ox0, int k0, int kb)
+im2col (NsBackend *b, const ConvGeometry *g, float *cols, size_t p0, int np)
 {
-  for (int kk = 0; kk < kb; kk++)
+  int n_cols = g->ci * g->k * g->k;
+#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static)
+  for (int kk = 0; kk < n_cols; kk++)
     {
-      int col = k0 + kk, ch = col / (g->k * g->k), ky = col / g->k % g->k, kx = col % g->k;
-      int iy = oy - g->pad_t + ky, ix0 = ox0 - g->pad_l + kx;
-      float *d = dst + kk * NS_CPU_NR;
-      if (iy < 0 || iy >= g->h)
+      int ch = kk / (g->k * g->k), ky = kk / g->k % g->k, kx = kk % g->k;
+      const float *plane = g->x + (size_t) ch * g->h * g->w;
+      float *d = cols + (size_t) kk * np;
+      int oy = (int) (p0 / g->ow), ox = (int) (p0 % g->ow);
+      for (int j = 0; j < np; j++)
         {
-          memset (d, 0, NS_CPU_NR * sizeof (float));
-          continue;
+          int iy = oy * g->stride - g->pad_t + ky, ix = ox * g->stride - g->pad_l + kx;
+          d[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w ? plane[(size_t) iy * g->w + ix]
+                                                              : 0.0f;
+          if (++ox == g->ow)
+            ox = 0, oy++;
         }
-      const float *src = g->x + ((size_t) ch * g->h + iy) * g->w;
-      if (ix0 >= 0 && ix0 + NS_CPU_NR <= g->w)
-        memcpy (d, src + ix0, NS_CPU_NR * sizeof (float));
-      else
-        for (int j = 0; j < NS_CPU_NR; j++)
-          d[j] = ix0 + j >= 0 && ix0 + j < g->w ? src[ix0 + j] : 0.0f;
     }
 }
 
-/* The matmul's B[kk, p] is the input pixel that weight column kk (channel,
- * ky, kx) meets at output pixel p: im2col, gathered one panel at a time. */
+/* y [co, pixels] starts as the bias (or zero). */
 static void
-pack_patches (const void *ctx, float *dst, int n0, int nr, int k0, int kb)
+init_bias (float *y, const NsMat *bias, int co, size_t pixels)
 {
-  const ConvGeometry *g = ctx;
-  if (g->stride == 1 && nr == NS_CPU_NR && n0 % g->ow + NS_CPU_NR <= g->ow)
-    {
-      pack_row_run (g, dst, n0 / g->ow, n0 % g->ow, k0, kb);
-      return;
-    }
-  int iy0[NS_CPU_NR], ix0[NS_CPU_NR];
-  for (int j = 0; j < nr; j++)
-    {
-      iy0[j] = (n0 + j) / g->ow * g->stride - g->pad_t;
-      ix0[j] = (n0 + j) % g->ow * g->stride - g->pad_l;
-    }
-  for (int kk = 0; kk < kb; kk++)
-    {
-      int col = k0 + kk, ch = col / (g->k * g->k), ky = col / g->k % g->k, kx = col % g->k;
-      const float *plane = g->x + (size_t) ch * g->h * g->w;
-      float *d = dst + kk * NS_CPU_NR;
-      for (int j = 0; j < NS_CPU_NR; j++)
-        {
-          int iy = j < nr ? iy0[j] + ky : -1, ix = j < nr ? ix0[j] + kx : -1;
-          gboolean inside = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w;
-          d[j] = inside ? plane[(size_t) iy * g->w + ix] : 0.0f;
-        }
-    }
+  float *bv = ns_cpu_mat_to_f32 (bias);
+  for (int o = 0; o < co; o++)
+    for (size_t p = 0; p < pixels; p++)
+      y[o * pixels + p] = bv ? bv[o] : 0.0f;
+  g_free (bv);
 }
 
 void
@@ -71,17 +56,28 @@ ns_cpu_conv2d (NsBackend *b, float *y, const float *x, const NsMat *w, const NsM
   int oh = (h + pad_t + pad_b - k) / stride + 1, ow = (wd + pad_l + pad_r - k) / stride + 1;
   g_return_if_fail (oh > 0 && ow > 0);
   size_t pixels = (size_t) oh * ow;
+  init_bias (y, bias, co, pixels);
 
-  float *bv = ns_cpu_mat_to_f32 (bias);
-  for (int o = 0; o < co; o++)
-    for (size_t p = 0; p < pixels; p++)
-      y[o * pixels + p] = bv ? bv[o] : 0.0f;
-  g_free (bv);
-
-  /* The matmul takes A as f32: convert the weight once, not per tile. */
+  /* The BLAS takes f32: convert the weight once (VAE weights are f32 as
+   * stored, so usually nothing to do). */
   float *converted = w->dtype == NS_DTYPE_F32 ? NULL : ns_cpu_mat_to_f32 (w);
   const float *a = converted ? converted : w->data;
-  ConvGeometry g = { x, h, wd, k, stride, pad_t, pad_l, ow };
-  ns_cpu_matmul (b, y, pixels, a, w->cols, co, (int) pixels, w->cols, pack_patches, &g);
+  if (k == 1 && stride == 1 && pad_t + pad_l + pad_b + pad_r == 0)
+    ns_cpu_sgemm (b, FALSE, FALSE, co, (int) pixels, ci, 1.0f, a, ci, x, (int) pixels, 1.0f, y,
+                  (int) pixels);
+  else
+    {
+      ConvGeometry g = { x, ci, h, wd, k, stride, pad_t, pad_l, ow };
+      int band = (int) MIN (pixels, (size_t) MAX (1, BAND_FLOATS / w->cols));
+      float *cols = g_new (float, (size_t) band * w->cols);
+      for (size_t p0 = 0; p0 < pixels; p0 += band)
+        {
+          int np = (int) MIN ((size_t) band, pixels - p0);
+          im2col (b, &g, cols, p0, np);
+          ns_cpu_sgemm (b, FALSE, FALSE, co, np, w->cols, 1.0f, a, w->cols, cols, np, 1.0f,
+                        y + p0, (int) pixels);
+        }
+      g_free (cols);
+    }
   g_free (converted);
 }

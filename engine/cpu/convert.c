@@ -43,8 +43,9 @@ widen_i8 (float *restrict dst, const int8_t *restrict q, size_t n)
     dst[i] = q[i];
 }
 
-void
-ns_cpu_convert_codes (float *dst, const NsMat *m, size_t offset, size_t n)
+/* I8/F8_E4M3 weights: the codes as f32 without the row scales. */
+static void
+convert_codes (float *dst, const NsMat *m, size_t offset, size_t n)
 {
   const uint8_t *q = (const uint8_t *) m->data + offset;
   if (m->dtype == NS_DTYPE_I8)
@@ -68,7 +69,7 @@ convert_quantized (float *dst, const NsMat *m, size_t offset, size_t n)
       size_t row = at / m->cols;
       size_t len = MIN (n - done, (row + 1) * m->cols - at);
       float s = m->scale[row];
-      ns_cpu_convert_codes (dst + done, m, at, len);
+      convert_codes (dst + done, m, at, len);
       for (size_t i = 0; i < len; i++)
         dst[done + i] *= s;
       done += len;

@@ -21,11 +21,13 @@ ns_cpu_threads (NsBackend *b)
   return ((NsCpuBackend *) b)->threads;
 }
 
-/* Hot loops get an AVX2/FMA clone picked at load time; the default clone
- * keeps the build portable (no -march=native). */
+/* Hot loops get AVX-512 and AVX2/FMA clones picked at load time (the
+ * AVX-512 one has twice the vector registers, so more accumulators stay in
+ * them); the default clone keeps the build portable (no -march=native). */
 #if defined(__x86_64__) && defined(__has_attribute)
 #  if __has_attribute(target_clones)
-#    define NS_CPU_HOT __attribute__ ((target_clones ("arch=x86-64-v3", "default")))
+#    define NS_CPU_HOT \
+       __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #  endif
 #endif
 #ifndef NS_CPU_HOT
@@ -84,21 +86,14 @@ void  ns_cpu_axpy (float *restrict y, float a, const float *restrict x, int n);
 
 /* convert.c: n elements of a weight starting at element `offset`, as f32. */
 void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);
-/* I8/F8_E4M3 weights: the codes as f32 without the row scales. */
-void   ns_cpu_convert_codes (float *dst, const NsMat *m, size_t offset, size_t n);
 /* The whole weight as a new f32 array (g_free it); NULL when m is NULL. */
 float *ns_cpu_mat_to_f32 (const NsMat *m);
 
-/* matmul.c: C[m, n] += Σ_k A[m, k] · B[k, n] for an M × N result with row
- * stride ldc. A is f32 with row stride lda. B is never materialised: `pack`
- * writes the slice B[k0 .. k0+kb, n0 .. n0+nr] as dst[kk · NS_CPU_NR + j],
- * zero for j ≥ nr (nr ≤ NS_CPU_NR). Threads split the columns, so each
- * slice of B is packed (converted, gathered) exactly once. */
-#define NS_CPU_NR 16
-#define NS_CPU_KB 256   /* most k values one pack call covers */
-typedef void (*NsCpuPackFunc) (const void *ctx, float *dst, int n0, int nr, int k0, int kb);
-void ns_cpu_matmul (NsBackend *b, float *c, size_t ldc, const float *a, size_t lda,
-                    int m, int n, int k, NsCpuPackFunc pack, const void *ctx);
+/* blas.c: C = alpha · op(A) · op(B) + beta · C, row-major (cblas_sgemm),
+ * op(X) = Xᵀ when trans_x; on the backend's threads. */
+void ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, int k,
+                   float alpha, const float *a, int lda, const float *bm, int ldb, float beta,
+                   float *c, int ldc);
 
 /* memory.c */
 float   *ns_cpu_alloc (NsBackend *b, size_t n_floats, GError **error);

@@ -32,8 +32,12 @@ ns_cpu_noise (NsBackend *b, float *out, int n_images, int dim, guint64 seed,
     }
   for (int i = 0; i < n_images; i++)
     for (int q = 0; 4 * q < dim; q++)
-      ns_philox_normal4 (seed, (uint32_t) i, (uint32_t) *token, (uint32_t) draw, (uint32_t) q,
-                         out + (size_t) i * dim + 4 * q);
+      {
+        float four[4];
+        ns_philox_normal4 (seed, (uint32_t) i, (uint32_t) *token, (uint32_t) draw, (uint32_t) q,
+                           four);
+        memcpy (out + (size_t) i * dim + 4 * q, four, MIN (4, dim - 4 * q) * sizeof (float));
+      }
 }
 
 void
@@ -43,16 +47,8 @@ ns_cpu_cfg_combine (NsBackend *b, float *v, const float *v_rows, int cfg_mult, s
   (void) b;
   double s, s_img;
   ns_cfg_scales (cfg, *token, &s, &s_img);
-  const float *c = v_rows, *u1 = v_rows + block, *u2 = v_rows + 2 * block;
   for (size_t i = 0; i < block; i++)
-    {
-      if (cfg_mult == 1)
-        v[i] = c[i];
-      else if (cfg_mult == 2)
-        v[i] = (float) (u1[i] + s * ((double) c[i] - u1[i]));
-      else
-        v[i] = (float) (u2[i] + s_img * ((double) u1[i] - u2[i]) + s * ((double) c[i] - u1[i]));
-    }
+    v[i] = ns_cfg_mix (v_rows, block, cfg_mult, i, s, s_img);
 }
 
 void
@@ -60,34 +56,11 @@ ns_cpu_sampler_step (NsBackend *b, double *state, float *x_rows, const float *v,
                      const float *eps, size_t block, int copies, const NsSamplerStep *step)
 {
   (void) b;
-  double t = step->t, t_next = step->t_next, dt = t_next - t;
-  double noise_scale = sqrt (2.0 * (1.0 - t)) * sqrt (dt);
-  double denom = (1.0 - t) * (1.0 - t) + t * (1.0 - t);
   for (size_t i = 0; i < block; i++)
     {
-      double x = state[i];
-      switch (step->kind)
-        {
-        case NS_STEP_INIT:
-          x = eps[i];
-          break;
-        case NS_STEP_SDE:
-          {
-            double score = (t * v[i] - x) / denom;
-            double drift = v[i] + (1.0 - t) * score;
-            x += drift * dt + noise_scale * eps[i];
-          }
-          break;
-        case NS_STEP_ODE:
-          x = (x - v[i] * t) * (1.0 - t_next) + (x + v[i] * (1.0 - t)) * t_next;
-          break;
-        case NS_STEP_EULER:
-          x += step->dt * v[i];
-          break;
-        }
-      state[i] = x;
+      state[i] = ns_sampler_update (step, state[i], v[i], eps[i]);
       for (int c = 0; c < copies; c++)
-        x_rows[(size_t) c * block + i] = (float) x;
+        x_rows[(size_t) c * block + i] = (float) state[i];
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "nextstep.h"
 #include "files/config.h"
+#include "files/json-load.h"
 
 /* The object being read and the file name used in every message. */
 typedef struct {
@@ -137,21 +138,8 @@ read_positive_double (const Fields *f, const char *name, double def, double *out
 static JsonObject *
 parse_object (const char *json, gsize size, const char *label, GError **error)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) local = NULL;
-  if (size > G_MAXSSIZE || !json_parser_load_from_data (parser, json, (gssize) size, &local))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "%s is not valid JSON: %s", label,
-                   local != NULL ? local->message : "too large");
-      return NULL;
-    }
-  JsonNode *root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "%s must hold a JSON object", label);
-      return NULL;
-    }
-  return json_object_ref (json_node_get_object (root));
+  return ns_json_load_object (json, size, label,
+                              "the file is damaged: download or copy it again", 0, error);
 }
 
 /* The whole text of `path` (g_free it). */

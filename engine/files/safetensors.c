@@ -8,113 +8,15 @@
 #include <json-glib/json-glib.h>
 
 #include "files/file-util.h"
+#include "files/json-load.h"
 #include "files/safetensors.h"
 
 /* The official reader refuses headers over 100 MB; so do we. */
 #define HEADER_MAX 100000000u
 #define INDEX_NAME "model.safetensors.index.json"
 
-/* ---- JSON with duplicate detection ---- */
-
-/* json-glib keeps only the last of duplicate members, silently. It emits
- * "object-member" after adding each member, so a member that does not grow
- * its object was a duplicate. */
-typedef struct {
-  GHashTable *counts;     /* JsonObject* → members seen */
-  char *duplicate;        /* first duplicated member name */
-} DupCheck;
-
-static void
-on_object_member (JsonParser *parser, JsonObject *object, const char *name, gpointer data)
-{
-  (void) parser;
-  DupCheck *dc = data;
-  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (dc->counts, object)) + 1;
-  g_hash_table_insert (dc->counts, object, GUINT_TO_POINTER (n));
-  if (n != json_object_get_size (object) && dc->duplicate == NULL)
-    dc->duplicate = g_strdup (name);
-}
-
-/* json-glib's parser recurses once per nesting level, so a hostile header
- * of a million '[' would overflow the C stack. Headers and indexes nest
- * three levels; refuse anything deep before parsing. */
-#define JSON_DEPTH_MAX 32
-
-static gboolean
-json_depth_ok (const char *text, gsize len)
-{
-  int depth = 0;
-  gboolean in_string = FALSE;
-  for (gsize i = 0; i < len; i++)
-    {
-      char c = text[i];
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if ((c == '[' || c == '{') && ++depth > JSON_DEPTH_MAX)
-        return FALSE;
-      else if (c == ']' || c == '}')
-        depth--;
-    }
-  return TRUE;
-}
-
-/* Parses `len` bytes of JSON whose root must be an object. `what` names the
- * text in messages ("the header of X"). */
-static JsonParser *
-parse_json_object (const char *text, gsize len, const char *what, GError **error)
-{
-  if (len > G_MAXSSIZE || !g_utf8_validate_len (text, len, NULL))
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s is not UTF-8 text (damaged file?)", what);
-      return NULL;
-    }
-  /* json-glib's answer for empty or blank text varies between builds */
-  gsize first = 0;
-  while (first < len && g_ascii_isspace (text[first]))
-    first++;
-  if (first == len || text[first] != '{')
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s is not a JSON object", what);
-      return NULL;
-    }
-  if (!json_depth_ok (text, len))
-    {
-      ns_files_fail (error, NS_ERROR_FORMAT, "%s nests JSON deeper than %d levels (damaged file?)",
-                     what, JSON_DEPTH_MAX);
-      return NULL;
-    }
-  JsonParser *parser = json_parser_new_immutable ();
-  DupCheck dc = { g_hash_table_new (NULL, NULL), NULL };
-  g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member), &dc);
-  g_autoptr (GError) local = NULL;
-  gboolean ok = json_parser_load_from_data (parser, text, (gssize) len, &local);
-  g_signal_handlers_disconnect_by_data (parser, &dc);
-  g_hash_table_unref (dc.counts);
-  if (!ok)
-    ns_files_fail (error, NS_ERROR_FORMAT, "%s is not valid JSON: %s", what, local->message);
-  else if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    ok = ns_files_fail (error, NS_ERROR_FORMAT, "%s is not a JSON object", what);
-  else if (dc.duplicate != NULL)
-    ok = ns_files_fail (error, NS_ERROR_FORMAT, "%s has the key '%s' twice; keys must be unique",
-                        what, dc.duplicate);
-  g_free (dc.duplicate);
-  if (!ok)
-    g_clear_object (&parser);
-  return parser;
-}
-
-static JsonObject *
-root_object (JsonParser *parser)
-{
-  return json_node_get_object (json_parser_get_root (parser));
-}
+/* Messages about a damaged header or index end with this. */
+#define JSON_HINT "the file is damaged: download it again"
 
 /* An integer JSON value ≥ 0 (not a float, bool or string). */
 static gboolean
@@ -129,7 +31,7 @@ json_uint (JsonNode *node, gint64 *out)
 /* ---- header ---- */
 
 typedef struct {
-  const char *name;       /* owned by the parser */
+  const char *name;       /* owned by the header object */
   NsDType dtype;
   int n_dims;
   int64_t shape[NS_TENSOR_MAX_DIMS];
@@ -304,13 +206,14 @@ ns_safetensors_parse (NsTensorStore *store, const guint8 *data, gsize size, cons
                           "(%" G_GSIZE_FORMAT " bytes) or the %u-byte limit; the file is truncated "
                           "or not safetensors", label, n, size, HEADER_MAX);
   g_autofree char *what = g_strdup_printf ("%s: the header", label);
-  g_autoptr (JsonParser) parser = parse_json_object ((const char *) data + 8, n, what, error);
-  if (parser == NULL)
+  g_autoptr (JsonObject) header = ns_json_load_object ((const char *) data + 8, n, what,
+                                                       JSON_HINT, NS_JSON_UNIQUE_KEYS, error);
+  if (header == NULL)
     return FALSE;
   const guint8 *area = data + 8 + n;
   guint64 area_size = size - 8 - n;
   g_autoptr (GArray) entries = g_array_new (FALSE, FALSE, sizeof (Entry));
-  if (!read_header (root_object (parser), label, area_size, entries, error))
+  if (!read_header (header, label, area_size, entries, error))
     return FALSE;
   /* all or nothing: check names against the store before adding any */
   for (guint i = 0; i < entries->len; i++)
@@ -365,10 +268,11 @@ ns_safetensors_parse_index (const char *json, gsize size, const char *label,
                             GHashTable **weight_map_out, GError **error)
 {
   g_return_val_if_fail (json != NULL || size == 0, NULL);
-  g_autoptr (JsonParser) parser = parse_json_object (json, size, label, error);
-  if (parser == NULL)
+  g_autoptr (JsonObject) index = ns_json_load_object (json, size, label, JSON_HINT,
+                                                      NS_JSON_UNIQUE_KEYS, error);
+  if (index == NULL)
     return NULL;
-  JsonNode *node = json_object_get_member (root_object (parser), "weight_map");
+  JsonNode *node = json_object_get_member (index, "weight_map");
   if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
     {
       ns_files_fail (error, NS_ERROR_FORMAT, "%s has no \"weight_map\" object", label);
@@ -532,8 +436,13 @@ typedef struct {
   NsDType dtype;
   int n_dims;
   int64_t shape[NS_TENSOR_MAX_DIMS];
-  GBytes *data;
+  guint64 size;                 /* bytes of data */
+  GBytes *data;                 /* the data, or NULL when `fill` makes it at save time */
+  NsSafetensorsFillFunc fill;
+  gpointer fill_data;
 } WriterEntry;
+
+#define FILL_CHUNK (16u << 20)  /* bytes a fill call makes at once */
 
 struct NsSafetensorsWriter {
   GPtrArray *entries;     /* WriterEntry*, in order added */
@@ -546,7 +455,8 @@ writer_entry_free (gpointer p)
 {
   WriterEntry *e = p;
   g_free (e->name);
-  g_bytes_unref (e->data);
+  if (e->data)
+    g_bytes_unref (e->data);
   g_free (e);
 }
 
@@ -569,25 +479,53 @@ ns_safetensors_writer_free (NsSafetensorsWriter *w)
   g_free (w);
 }
 
-void
-ns_safetensors_writer_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
-                           const int64_t *shape, const void *data)
+/* A new entry of `name` with its byte count, or NULL (after a critical)
+ * when the arguments are wrong. */
+static WriterEntry *
+writer_entry_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
+                  const int64_t *shape)
 {
-  g_return_if_fail (w != NULL && name != NULL && dtype < NS_DTYPE_COUNT);
-  g_return_if_fail (n_dims >= 0 && n_dims <= NS_TENSOR_MAX_DIMS && (shape != NULL || n_dims == 0));
+  g_return_val_if_fail (w != NULL && name != NULL && dtype < NS_DTYPE_COUNT, NULL);
+  g_return_val_if_fail (n_dims >= 0 && n_dims <= NS_TENSOR_MAX_DIMS
+                        && (shape != NULL || n_dims == 0), NULL);
   guint64 bytes = ns_dtype_size (dtype);
   for (int d = 0; d < n_dims; d++)
-    g_return_if_fail (shape[d] >= 0 && g_uint64_checked_mul (&bytes, bytes, (guint64) shape[d]));
-  g_return_if_fail (bytes <= G_MAXSIZE && (data != NULL || bytes == 0));
+    g_return_val_if_fail (shape[d] >= 0 && g_uint64_checked_mul (&bytes, bytes, (guint64) shape[d]),
+                          NULL);
+  g_return_val_if_fail (bytes <= G_MAXSIZE, NULL);
   WriterEntry *e = g_new0 (WriterEntry, 1);
   e->name = g_strdup (name);
   e->dtype = dtype;
   e->n_dims = n_dims;
   if (n_dims > 0)
     memcpy (e->shape, shape, (size_t) n_dims * sizeof *shape);
-  e->data = g_bytes_new (data, (gsize) bytes);
+  e->size = bytes;
   g_ptr_array_add (w->entries, e);
   w->data_size += (gsize) bytes;
+  return e;
+}
+
+void
+ns_safetensors_writer_add (NsSafetensorsWriter *w, const char *name, NsDType dtype, int n_dims,
+                           const int64_t *shape, const void *data)
+{
+  WriterEntry *e = writer_entry_add (w, name, dtype, n_dims, shape);
+  if (e != NULL)
+    e->data = g_bytes_new (data, (gsize) e->size);
+}
+
+void
+ns_safetensors_writer_add_fill (NsSafetensorsWriter *w, const char *name, NsDType dtype,
+                                int n_dims, const int64_t *shape, NsSafetensorsFillFunc fill,
+                                gpointer fill_data)
+{
+  g_return_if_fail (fill != NULL);
+  WriterEntry *e = writer_entry_add (w, name, dtype, n_dims, shape);
+  if (e != NULL)
+    {
+      e->fill = fill;
+      e->fill_data = fill_data;
+    }
 }
 
 void
@@ -639,7 +577,7 @@ writer_header (NsSafetensorsWriter *w, const char *path, gsize *len, GError **er
       json_builder_set_member_name (b, "data_offsets");
       json_builder_begin_array (b);
       json_builder_add_int_value (b, (gint64) offset);
-      offset += g_bytes_get_size (e->data);
+      offset += e->size;
       json_builder_add_int_value (b, (gint64) offset);
       json_builder_end_array (b);
       json_builder_end_object (b);
@@ -654,6 +592,24 @@ writer_header (NsSafetensorsWriter *w, const char *path, gsize *len, GError **er
     g_string_append_c (text, ' ');
   *len = text->len;
   return g_string_free (text, FALSE);
+}
+
+/* The data of one entry: as added, or made by its fill function a chunk at
+ * a time so that no more than FILL_CHUNK bytes of it are ever in memory. */
+static gboolean
+write_entry (NsFilesOut *out, const WriterEntry *e, GError **error)
+{
+  if (e->fill == NULL)
+    return ns_files_out_write (out, g_bytes_get_data (e->data, NULL), e->size, error);
+  g_autofree guint8 *chunk = g_malloc (MIN (e->size, FILL_CHUNK) + 1);
+  for (guint64 at = 0; at < e->size; at += FILL_CHUNK)
+    {
+      gsize n = (gsize) MIN (FILL_CHUNK, e->size - at);
+      e->fill (chunk, at, n, e->fill_data);
+      if (!ns_files_out_write (out, chunk, n, error))
+        return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean
@@ -672,10 +628,7 @@ ns_safetensors_writer_save (NsSafetensorsWriter *w, const char *path, GError **e
   gboolean ok = ns_files_out_write (out, len_le->data, len_le->len, error)
                 && ns_files_out_write (out, header, len, error);
   for (guint i = 0; ok && i < w->entries->len; i++)
-    {
-      GBytes *data = ((WriterEntry *) g_ptr_array_index (w->entries, i))->data;
-      ok = ns_files_out_write (out, g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
-    }
+    ok = write_entry (out, g_ptr_array_index (w->entries, i), error);
   if (!ok)
     {
       ns_files_out_abort (out);

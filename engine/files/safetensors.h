@@ -39,6 +39,14 @@ void ns_safetensors_writer_free (NsSafetensorsWriter *w);
 /* Copies the data. Tensors are written in the order added. */
 void ns_safetensors_writer_add (NsSafetensorsWriter *w, const char *name, NsDType dtype,
                                 int n_dims, const int64_t *shape, const void *data);
+/* A tensor whose data `fill` makes at save time, `size` bytes from byte
+ * `offset` of it into dst per call (offsets in order, a few MiB at a time),
+ * so that tensors larger than memory can be written. fill_data must live
+ * until the save. */
+typedef void (*NsSafetensorsFillFunc) (guint8 *dst, guint64 offset, gsize size, gpointer fill_data);
+void ns_safetensors_writer_add_fill (NsSafetensorsWriter *w, const char *name, NsDType dtype,
+                                     int n_dims, const int64_t *shape, NsSafetensorsFillFunc fill,
+                                     gpointer fill_data);
 void ns_safetensors_writer_set_metadata (NsSafetensorsWriter *w, const char *key, const char *value);
 /* Total bytes of tensor data added so far. */
 gsize ns_safetensors_writer_data_size (const NsSafetensorsWriter *w);

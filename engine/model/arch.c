@@ -1,5 +1,5 @@
 /* arch.c — the tensor set of a NextStep checkpoint, derived from config.json
- * (model doc §2.3, §7.1; names and shapes as the official class saves them,
+ * (docs/model.md §2; names and shapes as the official class saves them,
  * checked against the golden shards), and the t2i/edit guess. */
 #include <stdarg.h>
 #include <string.h>
@@ -229,7 +229,7 @@ ns_arch_guess_kind (const char *model_dir, const NsModelConfig *cfg)
   return NS_MODEL_KIND_T2I;
 }
 
-/* The published NextStep-1.1 shapes (docs/nextstep-model.md §4, §7) for the
+/* The published NextStep-1.1 shapes (docs/model.md §2) for the
  * synthetic full-size models of `nextstep bench` and `make-tiny
  * --full-size`: real checkpoints are always read from their own
  * config.json. */

@@ -1,11 +1,11 @@
-/* fm-head.c — the flow-matching head `image_head.net` (model doc §7.2).
+/* fm-head.c — the flow-matching head `image_head.net` (docs/model.md §6).
  *
  * y = time_embed([cos(t f) ‖ sin(t f)]) + cond_embed(c), f_k = 10000^(−k/half)
  * x = input_proj(x_in); per block: (shift, scale, gate) = W_ada silu(y) + b,
  * x += gate ⊙ mlp(LN_affine(x) (1 + scale) + shift); final: (shift, scale),
  * v = linear(LN(x) (1 + scale) + shift).
- * y, and so every block's modulation, does not depend on x (engine-performance
- * §4.1): time_embed of the schedule is computed once per request
+ * y, and so every block's modulation, does not depend on x (docs/model.md
+ * §6): time_embed of the schedule is computed once per request
  * (ns_fm_head_set_times), and once per token ns_fm_head_set_cond computes the
  * shift/scale/gate of every step and CFG row in one GEMM per block with
  * steps·rows rows. The sequential loop (ns_fm_head_forward) then runs only

@@ -131,25 +131,42 @@ planned_request (const NsLocalModel *m)
                            NS_PLAN_PROMPT_TOKENS + input_tokens };
 }
 
+/* The memory the plan is checked against and how much of it there is (0:
+ * none to check): the GPU's free memory, the test cap, or on the CPU the
+ * available RAM — only for AUTO there, as a format asked for by name may
+ * page from disk if the user wants it to. */
+static NsPlanMemory
+plan_memory (const NsLocalModel *m, const NsLoadOptions *o, guint64 *available)
+{
+  *available = o->device_memory_cap;
+  if (m->base.backend_kind == NS_BACKEND_CUDA)
+    {
+      *available = ns_backend_cuda_free_memory (m->backend);
+      return NS_PLAN_GPU;
+    }
+  if (*available > 0)
+    return NS_PLAN_CAP;
+  if (o->weights == NS_WEIGHTS_AUTO)
+    *available = ns_memory_available_ram ();
+  return NS_PLAN_RAM;
+}
+
 /* Picks the weight format (AUTO: bf16 when the plan fits, else int8) and
- * refuses a load whose plan exceeds the device memory (or the test cap). */
+ * refuses a load whose plan exceeds the memory (plan_memory). */
 static gboolean
 choose_weights (NsLocalModel *m, const NsLoadOptions *o, GError **error)
 {
   int64_t min_quant = o->quant_min_elements > 0 ? o->quant_min_elements : NS_QUANT_MIN_ELEMENTS;
-  gboolean cuda = m->base.backend_kind == NS_BACKEND_CUDA;
-  guint64 available = o->device_memory_cap;
-#ifdef NS_HAVE_CUDA
-  if (cuda)
-    available = ns_backend_cuda_free_memory (m->backend);
-  if (cuda && o->weights == NS_WEIGHTS_FP8 && !ns_backend_cuda_has_fp8 (m->backend))
+  if (m->base.backend_kind == NS_BACKEND_CUDA && o->weights == NS_WEIGHTS_FP8
+      && !ns_backend_cuda_has_fp8 (m->backend))
     {
       g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
                    "--weights fp8 needs a GPU with fp8 support (Ada or Hopper, sm_89 and "
                    "newer); use --weights int8 on this one");
       return FALSE;
     }
-#endif
+  guint64 available;
+  NsPlanMemory memory = plan_memory (m, o, &available);
   NsWeightFormat format = o->weights == NS_WEIGHTS_AUTO ? NS_WEIGHTS_BF16 : o->weights;
   NsPlanRequest request = planned_request (m);
   NsMemoryPlan plan;
@@ -159,8 +176,7 @@ choose_weights (NsLocalModel *m, const NsLoadOptions *o, GError **error)
       format = NS_WEIGHTS_INT8;
       ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
     }
-  if (available > 0
-      && !ns_memory_plan_check (&plan, available, cuda, format, error))
+  if (available > 0 && !ns_memory_plan_check (&plan, available, memory, format, error))
     return FALSE;
   ns_backend_set_weight_format (m->backend, format, min_quant);
   return TRUE;

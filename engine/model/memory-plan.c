@@ -1,9 +1,12 @@
 /* memory-plan.c — see memory-plan.h. The counts mirror what the model code
  * allocates (transformer.c, fm-head.c, pipeline.c, vae-net.c); they are
  * estimates to a few percent, not a ledger. */
+#include <string.h>
+
 #include "model/memory-plan.h"
 #include "model/arch.h"
 #include "model/vae-private.h"
+#include "model/vae.h"
 
 guint64
 ns_plan_tensor_bytes (int n_dims, int64_t rows, int64_t cols, NsWeightFormat format,
@@ -38,51 +41,22 @@ model_weight_bytes (const NsModelConfig *cfg, NsWeightFormat format, int64_t min
   return total;
 }
 
-/* Parameters of a 3×3 conv ci → co with bias. */
-static guint64
-conv3 (guint64 ci, guint64 co)
-{
-  return ci * co * 9 + co;
-}
-
-/* A ResnetBlock ci → co: two GroupNorms, two 3×3 convs, a 1×1 shortcut
- * when the channels change. */
-static guint64
-resblock (guint64 ci, guint64 co)
-{
-  return 2 * ci + conv3 (ci, co) + 2 * co + conv3 (co, co) + (ci != co ? ci * co + co : 0);
-}
-
-/* One tower of vae.c's layout: conv_in, levels of ResnetBlocks from `c`
- * to ch·ch_mult[i] with a resample conv between levels, the mid block (two
- * ResnetBlocks around a single-head attention), norm_out and conv_out. The
- * encoder climbs the levels, the decoder (one more block each) descends. */
-static guint64
-tower_params (const NsVaeConfig *v, gboolean decoder)
-{
-  int n = v->n_ch_mult;
-  guint64 ch = v->ch, top = ch * v->ch_mult[n - 1];
-  guint64 c_in = decoder ? v->z_channels : v->in_channels;
-  guint64 c_out = decoder ? v->out_ch : 2 * v->z_channels;
-  guint64 c = decoder ? top : ch;
-  guint64 total = conv3 (c_in, c);
-  for (int step = 0; step < n; step++)
-    {
-      int i = decoder ? n - 1 - step : step;
-      guint64 co = ch * v->ch_mult[i];
-      for (int j = 0; j < v->num_res_blocks + decoder; j++, c = co)
-        total += resblock (c, co);
-      if (decoder ? i > 0 : i < n - 1)
-        total += conv3 (co, co);
-    }
-  total += 2 * resblock (top, top) + 2 * top + 4 * (top * top + top);
-  return total + 2 * c + conv3 (c, c_out);
-}
-
+/* Elements of the VAE checkpoint, counted on the layout the loader checks
+ * (0 for an invalid config, which the load refuses anyway). */
 static guint64
 vae_params (const NsVaeConfig *v)
 {
-  return tower_params (v, FALSE) + tower_params (v, TRUE);
+  g_autoptr (GArray) list = ns_vae_expected_tensors (v, NULL);
+  guint64 total = 0;
+  for (guint i = 0; list && i < list->len; i++)
+    {
+      const NsVaeTensor *t = &g_array_index (list, NsVaeTensor, i);
+      guint64 n = 1;
+      for (int d = 0; d < t->n_dims; d++)
+        n *= t->shape[d];
+      total += n;
+    }
+  return total;
 }
 
 /* Decoder activations of one tile (vae-net.c: four buffers of the largest
@@ -129,20 +103,51 @@ ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat
                 + plan->vae_workspace;
 }
 
+/* What to try instead, for the refusal. */
+static const char *
+plan_advice (NsPlanMemory memory, gboolean quantized)
+{
+  switch (memory)
+    {
+    case NS_PLAN_GPU:
+      return quantized ? "try a smaller image or --backend cpu"
+                       : "try --weights int8, a smaller image or --backend cpu";
+    case NS_PLAN_RAM:
+      return quantized ? "close other programs, try a smaller image, or use a machine with "
+                         "more RAM"
+                       : "try --weights int8 (quantize once with `nextstep convert --weights "
+                         "int8`), a smaller image, or close other programs";
+    default:
+      return quantized ? "try a smaller image or a larger --device-memory-cap"
+                       : "try --weights int8, a smaller image or a larger --device-memory-cap";
+    }
+}
+
 gboolean
-ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, gboolean gpu,
+ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, NsPlanMemory memory,
                       NsWeightFormat format, GError **error)
 {
   if (plan->total <= available)
     return TRUE;
+  static const char *const names[] = { "GPU memory", "RAM", "device memory" };
   gboolean quantized = format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8;
   g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
-               "needs %.1f GB of %s memory, %.1f GB free: try %sa smaller image%s (weights "
-               "%.1f GB, KV cache %.1f GB, VAE %.1f GB, activations %.1f GB)",
-               plan->total / 1e9, gpu ? "GPU" : "device", available / 1e9,
-               quantized ? "" : "--weights int8, ",
-               gpu ? " or --backend cpu" : " or a larger --device-memory-cap",
+               "needs %.1f GB of %s, %.1f GB %s: %s (%s weights %.1f GB, KV cache %.1f GB, "
+               "VAE %.1f GB, activations %.1f GB)",
+               plan->total / 1e9, names[memory], available / 1e9,
+               memory == NS_PLAN_RAM ? "available" : "free", plan_advice (memory, quantized),
+               ns_weight_format_name (format == NS_WEIGHTS_AUTO ? NS_WEIGHTS_BF16 : format),
                plan->weights / 1e9, plan->kv_cache / 1e9,
                (plan->vae_weights + plan->vae_workspace) / 1e9, plan->activations / 1e9);
   return FALSE;
+}
+
+guint64
+ns_memory_available_ram (void)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents ("/proc/meminfo", &text, NULL, NULL))
+    return 0;
+  const char *line = strstr (text, "MemAvailable:");
+  return line ? g_ascii_strtoull (line + strlen ("MemAvailable:"), NULL, 10) * 1024 : 0;
 }

@@ -9,7 +9,7 @@
 G_BEGIN_DECLS
 
 /* Tokens a prompt is planned for at load time (the template plus a long
- * caption; model doc §4 prompts are 100–300 tokens). */
+ * caption; docs/model.md §4: prompts are 100–300 tokens). */
 #define NS_PLAN_PROMPT_TOKENS 512
 
 typedef struct {
@@ -38,11 +38,23 @@ guint64 ns_plan_tensor_bytes (int n_dims, int64_t rows, int64_t cols, NsWeightFo
 void ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat format,
                      int64_t min_quant, const NsPlanRequest *request, NsMemoryPlan *plan);
 
+/* Which memory a plan is checked against. */
+typedef enum {
+  NS_PLAN_GPU,                  /* the CUDA device's free memory */
+  NS_PLAN_RAM,                  /* the host's available RAM (CPU backend) */
+  NS_PLAN_CAP                   /* the test cap, --device-memory-cap */
+} NsPlanMemory;
+
 /* FALSE with NS_ERROR_OUT_OF_MEMORY when plan->total exceeds `available`:
  * "needs 21.3 GB of GPU memory, 15.8 GB free: try --weights int8, a smaller
- * image or --backend cpu" (int8 only for bf16 plans, the CPU only for `gpu`;
- * otherwise the memory is "device" memory, the test cap). */
-gboolean ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, gboolean gpu,
+ * image or --backend cpu" (int8 only for bf16 plans, the CPU only for the
+ * GPU; on the CPU it names `nextstep convert`; the test cap is "device"
+ * memory). */
+gboolean ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, NsPlanMemory memory,
                                NsWeightFormat format, GError **error);
+
+/* Bytes of RAM the kernel says can be had without swapping (MemAvailable,
+ * page cache included); 0 when unknown. */
+guint64 ns_memory_available_ram (void);
 
 G_END_DECLS

@@ -57,6 +57,17 @@ ns_model_get_kind (const NsModel *m)
   return m->kind;
 }
 
+/* The kind is a hint, not a gate: the official pipeline edits with any
+ * NextStep checkpoint, only NextStep-1-Large-Edit was trained for it. */
+char *
+ns_model_mode_warning (const NsModel *m, NsMode mode)
+{
+  if (mode != NS_MODE_EDIT || m->kind == NS_MODEL_KIND_EDIT)
+    return NULL;
+  return g_strdup_printf ("%s looks like a text-to-image checkpoint; edits may be poor "
+                          "(NextStep-1-Large-Edit is the model trained for editing)", m->dir);
+}
+
 const char *
 ns_model_get_dir (const NsModel *m)
 {

@@ -1,4 +1,4 @@
-/* pipeline.c — one generation or edit request (model doc §10):
+/* pipeline.c — one generation or edit request (docs/model.md §10):
  * prompt rows → (edit: VAE encode of the input into the placeholders) →
  * prefill → per token: condition, flow-matching sampling with CFG, use_norm,
  * feed back → unpatchify → VAE decode → RGBA8. */

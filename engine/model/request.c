@@ -62,11 +62,9 @@ ns_request_invalid (GError **error, const char *format, ...)
 static gboolean
 validate_edit_input (const NsModel *m, const NsRequest *r, GError **error)
 {
+  (void) m;
   if (r->mode != NS_MODE_EDIT)
     return TRUE;
-  if (m->kind != NS_MODEL_KIND_EDIT)
-    return ns_request_invalid (error, "%s (%s) is a text-to-image model; editing needs "
-                               "NextStep-1-Large-Edit", m->name, m->dir);
   if (r->input.rgba == NULL || r->input.width <= 0 || r->input.height <= 0
       || r->input.stride < 4 * r->input.width)
     return ns_request_invalid (error, "Editing needs an input image (RGBA8, positive size, stride ≥ 4·width)");

@@ -1,5 +1,5 @@
-/* sampler.c — the three token samplers with CFG (golden README "Samplers and
- * the order of the noise draws", model doc §7.4 and §8), issued as backend
+/* sampler.c — the three token samplers with CFG (docs/model.md §7
+ * and §8), issued as backend
  * ops (backend.h: noise, cfg_combine, sampler_step, sampler_finish) so the
  * whole loop of a token runs on the device without the host.
  *

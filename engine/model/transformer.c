@@ -1,4 +1,4 @@
-/* transformer.c — the Qwen2 backbone (model doc §3) with a KV cache, and the
+/* transformer.c — the Qwen2 backbone (docs/model.md §3) with a KV cache, and the
  * image projectors, written against the backend ops table.
  *
  * Layer: n1 = RMSNorm(x); q,k,v = W n1 + b; RoPE (rotate_half, angles in

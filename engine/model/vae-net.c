@@ -1,5 +1,5 @@
 /* model/vae-net.c — the VAE encoder and decoder forward passes on the
- * backend ops table (model doc §11.1). Activations are [c, h, w] in four
+ * backend ops table (docs/model.md §11). Activations are [c, h, w] in four
  * rotating backend buffers sized for the largest activation of the pass. */
 #include "nextstep.h"
 #include "model/vae-private.h"

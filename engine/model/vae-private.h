@@ -7,7 +7,7 @@
 
 G_BEGIN_DECLS
 
-#define NS_VAE_GROUPS 32        /* GroupNorm groups (model doc §11.1) */
+#define NS_VAE_GROUPS 32        /* GroupNorm groups (docs/model.md §11) */
 #define NS_VAE_EPS 1e-6f        /* GroupNorm and encoder_norm LayerNorm eps */
 #define NS_VAE_FACTOR 8         /* pixels per latent pixel (the f8 contract) */
 #define NS_VAE_LEVELS 4         /* resolution levels of an f8 VAE: 3 resamplings */

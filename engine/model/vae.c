@@ -1,5 +1,5 @@
 /* model/vae.c — the Flux-style VAE: its tensor layout derived from the
- * config (model doc §11), the checkpoint check, loading, and the public
+ * config (docs/model.md §11), the checkpoint check, loading, and the public
  * encode/decode entry points. The forward passes are in vae-net.c, tiling in
  * vae-tile.c, the preview map in vae-preview.c. */
 #include <math.h>
@@ -296,6 +296,31 @@ ns_vae_check (const NsTensorStore *store, const NsVaeConfig *cfg, GPtrArray *pro
   gboolean ok = check_params (vae, store, problems);
   ns_vae_free (vae);
   return ok;
+}
+
+static void
+tensor_clear (gpointer p)
+{
+  g_free (((NsVaeTensor *) p)->name);
+}
+
+GArray *
+ns_vae_expected_tensors (const NsVaeConfig *cfg, GError **error)
+{
+  if (!config_validate (cfg, error))
+    return NULL;
+  NsVae *vae = vae_skeleton_new (cfg);
+  GArray *list = g_array_sized_new (FALSE, FALSE, sizeof (NsVaeTensor), vae->params->len);
+  g_array_set_clear_func (list, tensor_clear);
+  for (guint i = 0; i < vae->params->len; i++)
+    {
+      const NsVaeParam *p = g_ptr_array_index (vae->params, i);
+      NsVaeTensor t = { g_strdup (p->name), p->n_dims, { 0 } };
+      memcpy (t.shape, p->shape, sizeof t.shape);
+      g_array_append_val (list, t);
+    }
+  ns_vae_free (vae);
+  return list;
 }
 
 /* ---- loading ---------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* vae.h — the Flux-style f8 VAE (encoder for editing, decoder for every
  * image), written once against the backend ops table. Model doc §11,
- * golden README "Unit tensors". */
+ * docs/model.md §11. */
 #pragma once
 
 #include <glib.h>
@@ -12,6 +12,19 @@
 G_BEGIN_DECLS
 
 typedef struct NsVae NsVae;
+
+/* One tensor of a VAE checkpoint. */
+typedef struct {
+  char *name;
+  int n_dims;
+  int64_t shape[4];
+} NsVaeTensor;
+
+/* The tensors a VAE checkpoint for `cfg` holds, in module order: the one
+ * layout the loader checks, the memory plan counts and make-tiny writes. A
+ * GArray of NsVaeTensor that frees the names itself; NULL with an error
+ * when the config is invalid. */
+GArray *ns_vae_expected_tensors (const NsVaeConfig *cfg, GError **error);
 
 /* Appends one line per missing / unexpected / mis-shaped tensor of a VAE
  * state_dict for this config (encoder and decoder). TRUE when none. */

@@ -7,6 +7,7 @@
 
 #include "model/weight-cache.h"
 #include "cpu/quant.h"
+#include "files/json-load.h"
 #include "files/safetensors.h"
 
 char *
@@ -90,17 +91,23 @@ add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype)
 gboolean
 ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,
                        NsWeightFormat format, int64_t min_quant, const char *path,
-                       GError **error)
+                       NsLoadProgressFunc progress, gpointer progress_data, GError **error)
 {
   g_return_val_if_fail (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8, FALSE);
   /* Which tensors upload would quantize: the backend rule, on a template. */
   NsBackend rule = { 0 };
   ns_backend_set_weight_format (&rule, format, min_quant);
   g_autoptr (NsSafetensorsWriter) w = ns_safetensors_writer_new ();
+  guint64 total = 0, done = 0;
+  for (guint i = 0; i < ns_tensor_store_len (weights); i++)
+    total += ns_tensor_store_get (weights, i)->n_bytes;
   for (guint i = 0; i < ns_tensor_store_len (weights); i++)
     {
       const NsTensorView *t = ns_tensor_store_get (weights, i);
       add_tensor (w, t, ns_backend_upload_dtype (&rule, t));
+      done += t->n_bytes;
+      if (progress)
+        progress ((double) done / MAX (total, 1), t->name, progress_data);
     }
   g_autofree char *source = source_signature (model_dir);
   g_autofree char *min_text = g_strdup_printf ("%" G_GINT64_FORMAT, min_quant);
@@ -140,14 +147,13 @@ read_metadata (const char *path, GError **error)
   guint64 len = 0;
   for (int i = 0; i < 8 && size >= 8; i++)
     len |= (guint64) p[i] << (8 * i);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (size < 8 || len > size - 8
-      || !json_parser_load_from_data (parser, (const char *) p + 8, (gssize) len, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (size < 8 || len > size - 8)
     return NULL;
-  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
-  JsonObject *meta = json_object_get_object_member (root, "__metadata__");
-  return meta ? json_object_ref (meta) : NULL;
+  g_autoptr (JsonObject) root = ns_json_load_object ((const char *) p + 8, len, path, NULL,
+                                                     NS_JSON_UNIQUE_KEYS, NULL);
+  JsonNode *meta = root ? json_object_get_member (root, "__metadata__") : NULL;
+  return meta && JSON_NODE_HOLDS_OBJECT (meta) ? json_object_ref (json_node_get_object (meta))
+                                               : NULL;
 }
 
 NsTensorStore *

@@ -1,5 +1,5 @@
 /* prompt.c — the id rows the official NextStep pipeline feeds the model
- * (model doc §5, golden README "Prompt rows").
+ * (docs/model.md §4).
  *
  * Each row is built as one string, as the official code concatenates it,
  * and tokenized once; the special tokens inside it are found as added

@@ -1,6 +1,6 @@
 /* tokenizer-private.h — pieces of the tokenizer shared between its files:
  * the byte-level BPE model (bpe.c), the reader of its two huge
- * tokenizer.json members (json-scan.c), the Split pre-tokenizer regex
+ * tokenizer.json members (json-tables.c), the Split pre-tokenizer regex
  * (split.c) and the added-token matcher (added.c). Not part of the contract. */
 #pragma once
 
@@ -56,7 +56,7 @@ gboolean ns_bpe_token_bytes (const NsBpe *bpe, int32_t id, GByteArray *out);
 guint    ns_bpe_vocab_len (const NsBpe *bpe);
 guint    ns_bpe_n_ids (const NsBpe *bpe);
 
-/* ---- model.vocab and model.merges without a JSON tree (json-scan.c) ---- */
+/* ---- model.vocab and model.merges without a JSON tree (json-tables.c) ---- */
 
 /* Where a member's value lies in the file: bytes [start, end); end = 0
  * when the member is absent. */

@@ -12,6 +12,7 @@
 
 #include "nextstep.h"
 #include "files/config.h"
+#include "files/json-load.h"
 #include "tokenizer.h"
 #include "tokenizer-private.h"
 
@@ -368,7 +369,13 @@ static gboolean
 load_config (NsTokenizer *tok, const char *json, gsize size, GError **error)
 {
   NsTokenizerConfig cfg = { 0 };
-  g_autofree char *label = g_strdup_printf ("%s (tokenizer_config)", tok->label);
+  /* Messages must name the file that is wrong: the config beside
+   * tokenizer.json when the label is that file's path. */
+  g_autofree char *base = g_path_get_basename (tok->label);
+  g_autofree char *dir = g_path_get_dirname (tok->label);
+  g_autofree char *label = strcmp (base, "tokenizer.json") == 0
+                           ? g_build_filename (dir, "tokenizer_config.json", NULL)
+                           : g_strdup_printf ("%s (tokenizer_config)", tok->label);
   if (!ns_tokenizer_config_parse (&cfg, json, size, label, error))
     return FALSE;
   tok->bos_token = g_steal_pointer (&cfg.bos_token);
@@ -376,8 +383,8 @@ load_config (NsTokenizer *tok, const char *json, gsize size, GError **error)
   return TRUE;
 }
 
-/* model.vocab and model.merges are read by json-scan.c; json-glib parses
- * the rest, with those two values cut out. */
+/* model.vocab and model.merges are read by json-tables.c; ns_json_load
+ * parses the rest, with those two values cut out. */
 static gboolean
 load_tokenizer_json (NsTokenizer *tok, const char *json, gsize size, GError **error)
 {
@@ -386,15 +393,11 @@ load_tokenizer_json (NsTokenizer *tok, const char *json, gsize size, GError **er
     return FALSE;
   gsize rest_len;
   g_autofree char *rest = ns_json_without_tables (json, size, &cx.tables, &rest_len);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_data (parser, rest, rest_len, &local))
-    return fail (&cx, NS_ERROR_FORMAT, "not valid JSON (json-glib's line numbers leave "
-                 "out the lines of model.vocab and model.merges): %s", local->message);
-  JsonNode *root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return fail (&cx, NS_ERROR_FORMAT, "the top level must be a JSON object");
-  JsonObject *o = json_node_get_object (root);
+  g_autoptr (JsonObject) o = ns_json_load_object (rest, rest_len, tok->label,
+                                                  "(positions count model.vocab and "
+                                                  "model.merges as if each were null)", 0, error);
+  if (o == NULL)
+    return FALSE;
   return check_other_parts (&cx, o)
          && load_normalizer (tok, &cx, member (o, "normalizer"), 0)
          && load_pre_tokenizer (tok, &cx, o)

@@ -41,7 +41,7 @@ guint    ns_tokenizer_vocab_size (const NsTokenizer *tok);  /* highest id + 1 */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsTokenizer, ns_tokenizer_free)
 
-/* ---- Prompt builder (model doc §5, golden README "Prompt rows") ---- */
+/* ---- Prompt builder (docs/model.md §4) ---- */
 
 typedef struct {
   gboolean edit;

@@ -13,10 +13,10 @@ modeling_flux_vae,pipeline_nextstep}.py) and its Python requirements
 
 The tokenizer folder only has to hold a Qwen2 tokenizer with NextStep's added
 tokens (the golden tiny models have one); weights are random, the shapes are
-the real ones (model doc §2, §7, §11). Not registered as a test: it needs a
+the real ones (docs/model.md §2, §6, §11). Not registered as a test: it needs a
 GPU, the official code and ~30 GB of GPU memory.
 
-Marked CHECK: names taken from the model doc's description of the official
+Marked CHECK: names taken from docs/model.md's description of the official
 classes, to confirm against the snapshot before trusting the numbers.
 """
 import argparse

@@ -87,7 +87,7 @@ static const Bad bad_models[] = {
   { "\"hidden_act\": \"gelu\"", "hidden_act" },
   { "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2}", "rope_scaling" },
   { "\"rope_theta\": 0", "rope_theta" },
-  { "\"rope_theta\": 1e999", "rope_theta" },
+  { "\"rope_theta\": 1e999", "1e999 is too large" },
   { "\"hidden_size\": 3000000000", "hidden_size" },
   { "\"eos_token_id\": []", "eos_token_id" },
   { "\"rms_norm_eps\": -1e-5", "rms_norm_eps" },

@@ -14,7 +14,7 @@ golden=${3:-$here/../../../shared/golden}
 
 tiny=$out/make-tiny
 rm -rf "$out"
-mkdir -p "$out"/{safetensors,index,config,checkpoint,tokenizer-json,encode,png}
+mkdir -p "$out"/{safetensors,index,config,checkpoint,tokenizer-json,encode,png,recipe}
 "$cli" make-tiny "$tiny" >/dev/null
 "$cli" make-tiny --edit "$tiny-edit" >/dev/null
 

@@ -287,6 +287,42 @@ count_progress (double fraction, const char *what, gpointer data)
   *last = fraction;
 }
 
+/* Any checkpoint edits; one that does not look like an edit model warns,
+ * and the edit defaults apply whatever the checkpoint. */
+static void
+test_edit_any_checkpoint (void)
+{
+  if (ns_test_golden_dir () == NULL)
+    {
+      g_test_skip ("no golden data");
+      return;
+    }
+  NsModel *t2i = get_model ("t2i-tiny"), *edit = get_model ("edit-tiny");
+  g_autofree char *warning = ns_model_mode_warning (t2i, NS_MODE_EDIT);
+  g_assert_nonnull (strstr (warning, "text-to-image"));
+  g_assert_null (ns_model_mode_warning (edit, NS_MODE_EDIT));
+  g_assert_null (ns_model_mode_warning (t2i, NS_MODE_GENERATE));
+  enum { W = 32, H = 32 };
+  g_autofree guint8 *px = g_new (guint8, W * H * 4);
+  for (int i = 0; i < W * H * 4; i++)
+    px[i] = (guint8) (i * 13);
+  NsRequest r, on_edit_model;
+  ns_request_init (&r);
+  r.mode = NS_MODE_EDIT;
+  r.prompt = "make it night";
+  r.steps = 2;
+  r.input = (NsImage) { W, H, px, W * 4 };
+  on_edit_model = r;
+  g_autoptr (NsResult) res = run_ok (t2i, &r);
+  g_assert_cmpint (res->width, ==, W);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (ns_request_resolve (t2i, &r, &error));
+  g_assert_true (ns_request_resolve (edit, &on_edit_model, &error));
+  g_assert_cmpfloat (r.cfg_img, ==, on_edit_model.cfg_img);
+  g_assert_cmpfloat (r.shift, ==, on_edit_model.shift);
+  g_assert_cmpstr (r.negative, ==, on_edit_model.negative);
+}
+
 /* Progress reaches 1, AUTO says why it runs on the CPU, cancelling stops it. */
 static void
 test_load (void)
@@ -409,7 +445,7 @@ test_bad_requests (void)
   expect_invalid (m, &r, NS_ERROR_FILE);
 }
 
-/* Defaults by kind (model doc §9). */
+/* Defaults by kind (docs/model.md §9). */
 static void
 test_defaults (void)
 {
@@ -459,6 +495,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/pipeline/previews", test_previews);
   g_test_add_func ("/model/pipeline/bad-requests", test_bad_requests);
   g_test_add_func ("/model/pipeline/edit-resize", test_edit_resize);
+  g_test_add_func ("/model/pipeline/edit-any-checkpoint", test_edit_any_checkpoint);
   g_test_add_func ("/model/pipeline/load", test_load);
   g_test_add_func ("/model/pipeline/gen-pos-embed", test_gen_pos_embed);
   int rc = g_test_run ();

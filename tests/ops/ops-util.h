@@ -1,6 +1,9 @@
 /* ops-util.h — helpers for the backend op tests: random inputs, weights in
  * every storage dtype, NaN-poisoned outputs, and comparison with the naive
- * double-precision references the tests write themselves. */
+ * double-precision references the tests write themselves. Each case is
+ * written once and runs on every backend present (ggml's test-backend-ops
+ * pattern): the CPU at two thread counts always, CUDA when a device is
+ * usable. */
 #pragma once
 
 #include <math.h>
@@ -17,6 +20,11 @@ G_BEGIN_DECLS
 extern const int ops_thread_counts[2];
 
 extern const NsDType ops_weight_dtypes[3];
+/* The stored dtypes and the two weight-only quantized ones (linear). */
+extern const NsDType ops_all_weight_dtypes[5];
+
+/* The CUDA backend for this process (made once), or NULL without a device. */
+NsBackend *ops_cuda (void);
 
 /* Uniform in [-scale, scale] (g_free). */
 float *ops_random (GRand *rng, size_t n, float scale);
@@ -36,6 +44,9 @@ OpsWeight *ops_weight_new (NsBackend *b, guint32 seed, NsDType dtype, int rows, 
 void       ops_weight_free (OpsWeight *w);
 /* The `exact` values such a weight has, without a backend (g_free). */
 double    *ops_weight_values (guint32 seed, NsDType dtype, size_t n, float scale);
+/* Same for a rows × cols matrix, I8/F8_E4M3 included (quantized per row
+ * from F32 values by the cpu/quant.h rule both backends follow). */
+double    *ops_matrix_values (guint32 seed, NsDType dtype, int rows, int cols, float scale);
 /* An uploaded weight's NsMat, or NULL for NULL (optional weights). */
 const NsMat *ops_mat (const OpsWeight *w);
 
@@ -45,10 +56,15 @@ float *ops_upload (NsBackend *b, const float *host, size_t n);
 float *ops_poisoned (NsBackend *b, size_t n);
 /* Reads n floats back into a new host array (g_free). */
 float *ops_download (NsBackend *b, const float *dev, size_t n);
+/* int32 counters and float64 arrays in backend memory. */
+int32_t *ops_upload_i32 (NsBackend *b, const int32_t *host, size_t n);
+double  *ops_upload_f64 (NsBackend *b, const double *host, size_t n);
+double  *ops_download_f64 (NsBackend *b, const double *dev, size_t n);
 
-/* Runs `run` on a fresh CPU backend for each of ops_thread_counts; each
- * result (n floats, freed here) must match ref within tol, and the results
- * of the two thread counts must match each other. */
+/* Runs `run` on a fresh CPU backend for each of ops_thread_counts, then on
+ * the CUDA backend when there is one; each result (n floats, freed here)
+ * must match ref within tol, and the CPU results of the two thread counts
+ * must match each other. */
 typedef float *(*OpsRunFunc) (NsBackend *b, gconstpointer data);
 void ops_check (const char *what, OpsRunFunc run, gconstpointer data, const double *ref,
                 size_t n, double tol);

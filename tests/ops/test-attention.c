@@ -18,9 +18,11 @@ run_rope (NsBackend *b, gconstpointer data)
   const RopeCase *rc = data;
   size_t n = (size_t) rc->batch * rc->n * rc->heads * rc->head_dim;
   float *x = ops_upload (b, rc->x, n);
-  b->ops->rope (b, x, &rc->start, rc->batch, rc->n, rc->heads, rc->head_dim, rc->theta);
+  int32_t *start = ops_upload_i32 (b, &rc->start, 1);
+  b->ops->rope (b, x, start, rc->batch, rc->n, rc->heads, rc->head_dim, rc->theta);
   float *result = ops_download (b, x, n);
   b->ops->free (b, x);
+  ns_backend_free_any (b, start);
   return result;
 }
 
@@ -72,10 +74,11 @@ run_kv_store (NsBackend *b, gconstpointer data)
   const KvCase *kc = data;
   float *cache = ops_upload (b, kc->cache, cache_size (kc));
   float *src = ops_upload (b, kc->src, (size_t) kc->batch * kc->n * kc->kv_heads * kc->head_dim);
-  int32_t start = kc->start;
-  b->ops->kv_store (b, cache, src, kc->batch, kc->n, &start, kc->kv_heads, kc->head_dim,
+  int32_t *start = ops_upload_i32 (b, (const int32_t[]) { kc->start }, 1);
+  b->ops->kv_store (b, cache, src, kc->batch, kc->n, start, kc->kv_heads, kc->head_dim,
                     kc->capacity);
   float *result = ops_download (b, cache, cache_size (kc));
+  ns_backend_free_any (b, start);
   b->ops->free (b, cache);
   b->ops->free (b, src);
   return result;
@@ -160,10 +163,11 @@ run_attention (NsBackend *b, gconstpointer data)
   float *v = ops_upload (b, ac->v, kv_size (ac));
   float *valid = ops_upload (b, ac->valid, (size_t) ac->batch * ac->capacity);
   float *out = ops_poisoned (b, q_size (ac));
-  int32_t start = ac->start;
-  b->ops->attention (b, out, q, k, v, valid, ac->batch, ac->n, &start, ac->heads,
+  int32_t *start = ops_upload_i32 (b, (const int32_t[]) { ac->start }, 1);
+  b->ops->attention (b, out, q, k, v, valid, ac->batch, ac->n, start, ac->heads,
                      ac->kv_heads, ac->head_dim, ac->capacity);
   float *result = ops_download (b, out, q_size (ac));
+  ns_backend_free_any (b, start);
   for (float *p[] = { q, k, v, valid, out }, **it = p; it < p + G_N_ELEMENTS (p); it++)
     b->ops->free (b, *it);
   return result;
@@ -220,6 +224,18 @@ test_attention (void)
   check_attention (rng, 2, 1, 6, 4, 2, 8, 10, 3);
   check_attention (rng, 2, 3, 4, 10, 2, 128, 9, 5);
   check_attention (rng, 1, 7, 0, 5, 1, 3, 7, 0);
+  /* Keys over several flash-decoding tiles and splits; GQA 10 (two head
+   * slices per group); no valid key in the first 200 of sequence 1. */
+  check_attention (rng, 2, 2, 300, 20, 2, 32, 310, 200);
+}
+
+/* Decode over an edit-length cache: ≈1,700 keys × 3 rows (edit CFG), the
+ * real head shape (40 heads over 8 kv heads of 128). */
+static void
+test_attention_edit_length (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (55);
+  check_attention (rng, 3, 1, 1700, 40, 8, 128, 1800, 40);
 }
 
 typedef struct {
@@ -286,6 +302,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/attention/rope", test_rope);
   g_test_add_func ("/ops/attention/kv-store", test_kv_store);
   g_test_add_func ("/ops/attention/causal", test_attention);
+  g_test_add_func ("/ops/attention/edit-length", test_attention_edit_length);
   g_test_add_func ("/ops/attention/spatial", test_attention_spatial);
   return g_test_run ();
 }

@@ -1,5 +1,6 @@
-/* test-linear.c — linear (decode GEMV and prefill matmul paths) and
- * embedding against naive double-precision loops, for every weight dtype. */
+/* test-linear.c — linear (decode GEMV, grouped GEMV and prefill matmul
+ * paths) and embedding against naive double-precision loops, for every
+ * weight dtype, quantized ones included. */
 #include "ops-util.h"
 
 #define LINEAR_TOL 2e-5
@@ -18,13 +19,21 @@ weight_scale (const LinearCase *lc)
   return 1.0f / sqrtf (lc->cols);
 }
 
+/* Biases stay in the file dtype; quantized matrices get F32 biases. */
+static NsDType
+bias_dtype (const LinearCase *lc)
+{
+  return lc->dtype == NS_DTYPE_I8 || lc->dtype == NS_DTYPE_F8_E4M3 ? NS_DTYPE_F32 : lc->dtype;
+}
+
 /* ref[r, o] = y0[r, o] + bias[o] + Σ_i x[r, i] · W[o, i] */
 static double *
 reference (const LinearCase *lc)
 {
-  g_autofree double *w = ops_weight_values (lc->seed, lc->dtype, (size_t) lc->outs * lc->cols,
+  g_autofree double *w = ops_matrix_values (lc->seed, lc->dtype, lc->outs, lc->cols,
                                             weight_scale (lc));
-  g_autofree double *bias = lc->bias ? ops_weight_values (lc->seed + 1, lc->dtype, lc->outs, 0.5f)
+  g_autofree double *bias = lc->bias ? ops_weight_values (lc->seed + 1, bias_dtype (lc), lc->outs,
+                                                          0.5f)
                                      : NULL;
   double *ref = g_new (double, (size_t) lc->rows * lc->outs);
   for (int r = 0; r < lc->rows; r++)
@@ -44,7 +53,8 @@ run_linear (NsBackend *b, gconstpointer data)
   const LinearCase *lc = data;
   size_t n_out = (size_t) lc->rows * lc->outs;
   OpsWeight *w = ops_weight_new (b, lc->seed, lc->dtype, lc->outs, lc->cols, weight_scale (lc));
-  OpsWeight *bias = lc->bias ? ops_weight_new (b, lc->seed + 1, lc->dtype, 1, lc->outs, 0.5f)
+  OpsWeight *bias = lc->bias ? ops_weight_new (b, lc->seed + 1, bias_dtype (lc), 1, lc->outs,
+                                               0.5f)
                              : NULL;
   float *x = ops_upload (b, lc->x, (size_t) lc->rows * lc->cols);
   float *y = lc->y0 ? ops_upload (b, lc->y0, n_out) : ops_poisoned (b, n_out);
@@ -57,12 +67,14 @@ run_linear (NsBackend *b, gconstpointer data)
   return result;
 }
 
+/* x_scale: activations uniform in ±x_scale (above 65504 for the f16 overflow
+ * of issue 16). */
 static void
-check_linear (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean bias,
-              gboolean accumulate)
+check_linear_scaled (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean bias,
+                     gboolean accumulate, float x_scale)
 {
   size_t n_out = (size_t) rows * outs;
-  g_autofree float *x = ops_random (rng, (size_t) rows * cols, 1.0f);
+  g_autofree float *x = ops_random (rng, (size_t) rows * cols, x_scale);
   g_autofree float *y0 = accumulate ? ops_random (rng, n_out, 1.0f) : NULL;
   LinearCase lc = { rows, cols, outs, bias, accumulate, dtype, g_rand_int (rng), x, y0 };
   g_autofree double *ref = reference (&lc);
@@ -72,7 +84,30 @@ check_linear (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean 
   ops_check (what, run_linear, &lc, ref, n_out, LINEAR_TOL);
 }
 
-/* Decode sizes: 1–7 rows (the row groups of the GEMV and their remainders),
+static void
+check_linear (GRand *rng, NsDType dtype, int rows, int cols, int outs, gboolean bias,
+              gboolean accumulate)
+{
+  check_linear_scaled (rng, dtype, rows, cols, outs, bias, accumulate, 1.0f);
+}
+
+typedef struct {
+  int rows, cols, outs;
+  gboolean bias, accumulate;
+} LinearShape;
+
+/* Every shape in every weight dtype. */
+static void
+check_shapes (guint32 seed, const LinearShape *shapes, int n)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (seed);
+  for (int d = 0; d < (int) G_N_ELEMENTS (ops_all_weight_dtypes); d++)
+    for (int s = 0; s < n; s++)
+      check_linear (rng, ops_all_weight_dtypes[d], shapes[s].rows, shapes[s].cols,
+                    shapes[s].outs, shapes[s].bias, shapes[s].accumulate);
+}
+
+/* Decode sizes: 1–8 rows (the row groups of the GEMV and their remainders),
  * widths below, at and above one F16 conversion chunk, odd everywhere; the
  * largest is big enough to run on several threads. */
 static void
@@ -80,11 +115,51 @@ test_linear_decode (void)
 {
   g_autoptr (GRand) rng = g_rand_new_with_seed (11);
   const int shapes[][2] = { { 1, 1 }, { 37, 5 }, { 256, 64 }, { 1029, 19 }, { 517, 97 } };
-  for (int d = 0; d < 3; d++)
+  for (int d = 0; d < 5; d++)
     for (int s = 0; s < (int) G_N_ELEMENTS (shapes); s++)
-      for (int rows = 1; rows <= 7; rows++)
-        check_linear (rng, ops_weight_dtypes[d], rows, shapes[s][0], shapes[s][1],
+      for (int rows = 1; rows <= 8; rows++)
+        check_linear (rng, ops_all_weight_dtypes[d], rows, shapes[s][0], shapes[s][1],
                       rows % 2 == 1, rows % 3 == 0);
+}
+
+/* Vector GEMV shapes: k a multiple of 16 (every format's 16-byte loads),
+ * few output rows and a long k (split-K), output rows not a multiple of
+ * the warp's 4; then 9–32 rows (GEMV by groups of 8). */
+static void
+test_linear_gemv_splits (void)
+{
+  const LinearShape shapes[] = { { 2, 4096, 18, TRUE, FALSE }, { 3, 512, 257, FALSE, TRUE },
+                                 { 8, 1024, 64, TRUE, TRUE }, { 13, 256, 70, TRUE, FALSE },
+                                 { 32, 96, 33, FALSE, TRUE } };
+  check_shapes (13, shapes, G_N_ELEMENTS (shapes));
+}
+
+/* rows = 0 writes nothing (issue 16: CUDA fell to the 8-row kernel). */
+static float *
+run_linear_no_rows (NsBackend *b, gconstpointer data)
+{
+  (void) data;
+  OpsWeight *w = ops_weight_new (b, 3, NS_DTYPE_BF16, 16, 32, 1.0f);
+  float *x = ops_poisoned (b, 8 * 32);
+  g_autofree float *guard = g_new (float, 8 * 16);
+  for (int i = 0; i < 8 * 16; i++)
+    guard[i] = (float) i;
+  float *y = ops_upload (b, guard, 8 * 16);
+  b->ops->linear (b, y, x, &w->mat, NULL, 0, FALSE);
+  float *result = ops_download (b, y, 8 * 16);
+  b->ops->free (b, x);
+  b->ops->free (b, y);
+  ops_weight_free (w);
+  return result;
+}
+
+static void
+test_linear_no_rows (void)
+{
+  double ref[8 * 16];
+  for (int i = 0; i < 8 * 16; i++)
+    ref[i] = i;
+  ops_check ("linear rows 0", run_linear_no_rows, NULL, ref, 8 * 16, 0.0);
 }
 
 /* Prefill sizes: rows past the GEMV limit, not multiples of the 6-row tile;
@@ -92,13 +167,22 @@ test_linear_decode (void)
 static void
 test_linear_prefill (void)
 {
-  g_autoptr (GRand) rng = g_rand_new_with_seed (12);
-  for (int d = 0; d < 3; d++)
+  const LinearShape shapes[] = { { 9, 17, 3, TRUE, FALSE }, { 13, 300, 37, FALSE, TRUE },
+                                 { 50, 517, 70, TRUE, TRUE }, { 64, 128, 130, FALSE, FALSE },
+                                 { 40, 512, 96, TRUE, FALSE } };
+  check_shapes (12, shapes, G_N_ELEMENTS (shapes));
+}
+
+/* Prefill-sized rows with activations past the f16 range and with f32
+ * precision that bf16 or f16 inputs would lose (issue 16). */
+static void
+test_linear_prefill_precision (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (14);
+  for (int d = 0; d < 5; d++)
     {
-      check_linear (rng, ops_weight_dtypes[d], 9, 17, 3, TRUE, FALSE);
-      check_linear (rng, ops_weight_dtypes[d], 13, 300, 37, FALSE, TRUE);
-      check_linear (rng, ops_weight_dtypes[d], 50, 517, 70, TRUE, TRUE);
-      check_linear (rng, ops_weight_dtypes[d], 64, 128, 130, FALSE, FALSE);
+      check_linear_scaled (rng, ops_all_weight_dtypes[d], 40, 256, 48, TRUE, FALSE, 1e5f);
+      check_linear_scaled (rng, ops_all_weight_dtypes[d], 33, 1024, 20, FALSE, TRUE, 3.0f);
     }
 }
 
@@ -115,9 +199,11 @@ run_embedding (NsBackend *b, gconstpointer data)
   size_t n_out = (size_t) ec->n * ec->dim;
   OpsWeight *table = ops_weight_new (b, 5, ec->dtype, ec->vocab, ec->dim, 1.0f);
   float *out = ops_poisoned (b, n_out);
-  b->ops->embedding (b, out, &table->mat, ec->ids, ec->n);
+  int32_t *ids = ops_upload_i32 (b, ec->ids, ec->n);
+  b->ops->embedding (b, out, &table->mat, ids, ec->n);
   float *result = ops_download (b, out, n_out);
   b->ops->free (b, out);
+  ns_backend_free_any (b, ids);
   ops_weight_free (table);
   return result;
 }
@@ -145,7 +231,10 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/ops/linear/decode", test_linear_decode);
+  g_test_add_func ("/ops/linear/gemv-splits", test_linear_gemv_splits);
+  g_test_add_func ("/ops/linear/no-rows", test_linear_no_rows);
   g_test_add_func ("/ops/linear/prefill", test_linear_prefill);
+  g_test_add_func ("/ops/linear/prefill-precision", test_linear_prefill_precision);
   g_test_add_func ("/ops/embedding", test_embedding);
   return g_test_run ();
 }

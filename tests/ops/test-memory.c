@@ -1,6 +1,7 @@
 /* test-memory.c — alloc/write/read/copy, and upload: weights point into the
  * caller's memory (no copy), shapes flatten as backend.h says, bad dtypes
- * and sizes are refused with an error naming the tensor. */
+ * and sizes are refused with an error naming the tensor (CPU backend);
+ * reserve, read_async and read_wait on every backend. */
 #include "ops-util.h"
 #include "nextstep.h"
 
@@ -118,6 +119,34 @@ test_upload_refused (void)
   ns_backend_destroy (b);
 }
 
+/* Two reads in flight around an op that changes the source: each read
+ * sees the data as it was when it was issued. Result: both reads. */
+static float *
+run_async_reads (NsBackend *b, gconstpointer data)
+{
+  (void) data;
+  const float src[5] = { 1, -2, 3.5f, 4, 5 };
+  GError *error = NULL;
+  g_assert_true (b->ops->reserve (b, 64, &error));
+  g_assert_no_error (error);
+  float *x = ops_upload (b, src, 5);
+  float *result = g_new (float, 10);
+  b->ops->read_async (b, result, x, 5);
+  b->ops->add (b, x, x, x, 5);
+  b->ops->read_async (b, result + 5, x, 5);
+  g_assert_true (b->ops->read_wait (b, &error));
+  g_assert_no_error (error);
+  b->ops->free (b, x);
+  return result;
+}
+
+static void
+test_async_reads (void)
+{
+  const double ref[10] = { 1, -2, 3.5, 4, 5, 2, -4, 7, 8, 10 };
+  ops_check ("reserve + read_async + read_wait", run_async_reads, NULL, ref, 10, 0.0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -126,5 +155,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/memory/too-large", test_memory_too_large);
   g_test_add_func ("/ops/upload/shapes", test_upload_shapes);
   g_test_add_func ("/ops/upload/refused", test_upload_refused);
+  g_test_add_func ("/ops/memory/async-reads", test_async_reads);
   return g_test_run ();
 }

@@ -132,6 +132,63 @@ test_linear_quantized (void)
   check_linear (NS_WEIGHTS_FP8, 33, 0.06);
 }
 
+/* The decode GEMV widens int8/fp8 codes with bit tricks: it must give every
+ * code's exact value (fp8 subnormals, negative zero and the largest codes
+ * too) at every row count and at widths that end in partial units. */
+static void
+check_every_code (NsDType dtype, int in, int rows)
+{
+  int out = 24;
+  NsBackend *b = ns_backend_cpu_new (2);
+  g_autofree uint8_t *q = g_new (uint8_t, (size_t) in * out);
+  g_autofree float *scale = g_new (float, out), *x = g_new (float, (size_t) rows * in);
+  g_autofree float *y = g_new (float, (size_t) rows * out);
+  for (int i = 0; i < in * out; i++)
+    {
+      q[i] = (uint8_t) ((i * 37 + i / in) % 256);
+      if (dtype == NS_DTYPE_F8_E4M3 && (q[i] & 0x7f) == 0x7f)
+        q[i] ^= 0x01;   /* NaN codes never come out of the quantizer */
+    }
+  for (int o = 0; o < out; o++)
+    scale[o] = 0.5f + o / 16.0f;
+  for (int i = 0; i < rows * in; i++)
+    x[i] = uniform ();
+  NsTensorView qv = { (char *) "q", dtype, 2, { out, in }, q, (size_t) in * out, "test" };
+  NsTensorView sv = { (char *) "q.scale", NS_DTYPE_F32, 1, { out }, scale,
+                      (size_t) out * sizeof (float), "test" };
+  NsMat m;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (b->ops->upload_quantized (b, &qv, &sv, &m, &error));
+  b->ops->linear (b, y, x, &m, NULL, rows, FALSE);
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++)
+      {
+        double ref = 0, mag = 0;
+        for (int i = 0; i < in; i++)
+          {
+            uint8_t c = q[o * in + i];
+            double v = dtype == NS_DTYPE_I8 ? (int8_t) c : ns_f8e4m3_to_f32 (c);
+            ref += v * scale[o] * x[r * in + i];
+            mag += fabs (v * scale[o] * x[r * in + i]);
+          }
+        g_assert_cmpfloat (fabs (y[r * out + o] - ref), <=, 1e-6 * mag + 1e-30);
+      }
+  b->ops->release (b, &m);
+  ns_backend_destroy (b);
+}
+
+static void
+test_gemv_every_code (void)
+{
+  const int widths[] = { 7, 32, 100, 256, 333 };
+  for (guint k = 0; k < G_N_ELEMENTS (widths); k++)
+    for (int rows = 1; rows <= 6; rows++)
+      {
+        check_every_code (NS_DTYPE_I8, widths[k], rows);
+        check_every_code (NS_DTYPE_F8_E4M3, widths[k], rows);
+      }
+}
+
 /* ---- memory planner ------------------------------------------------------- */
 
 static void
@@ -195,8 +252,8 @@ static const char *real_vae =
   "{\"resolution\": 256, \"in_channels\": 3, \"out_ch\": 3, \"ch\": 128, \"ch_mult\": [1, 2, 4, 4],"
   " \"num_res_blocks\": 2, \"z_channels\": 16, \"scaling_factor\": 1.0, \"shift_factor\": 0.0}";
 
-/* The 14B shapes: model doc / engine-performance §1 put the image-loop
- * weights at 13.24 B params plus embed_tokens 0.78 B. */
+/* The 14B shapes (per-part parameter counts in docs/model.md §2): the
+ * image-loop weights are about 13.2 B params, embed_tokens 0.78 B. */
 static void
 test_plan_real (void)
 {
@@ -225,12 +282,12 @@ test_plan_real (void)
   g_assert_cmpfloat (bf16.vae_weights / 1e9, >, 0.25);
   g_assert_cmpfloat (bf16.vae_weights / 1e9, <, 0.40);
   g_autoptr (GError) refused = NULL;
-  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 24e9, TRUE, NS_WEIGHTS_BF16, &refused));
+  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 24e9, NS_PLAN_GPU, NS_WEIGHTS_BF16, &refused));
   g_assert_error (refused, NS_ERROR, NS_ERROR_OUT_OF_MEMORY);
   g_assert_true (g_str_has_prefix (refused->message, "needs "));
   g_assert_nonnull (strstr (refused->message, " GB of GPU memory, 24.0 GB free: try --weights int8, "
                                               "a smaller image or --backend cpu"));
-  g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, TRUE, NS_WEIGHTS_INT8, NULL));
+  g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, NS_PLAN_GPU, NS_WEIGHTS_INT8, NULL));
   ns_model_config_clear (&cfg);
 }
 
@@ -293,7 +350,7 @@ test_convert_round_trip (void)
   g_autofree char *path = g_build_filename (dir, "cache", "w.safetensors", NULL);
   g_autoptr (GError) error = NULL;
   g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
-  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_FP8, 1, path, &error));
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_FP8, 1, path, NULL, NULL, &error));
   g_autoptr (NsTensorStore) cache = ns_weight_cache_open (path, dir, NS_WEIGHTS_FP8, 1, &error);
   g_assert_no_error (error);
   g_assert_nonnull (cache);
@@ -343,7 +400,7 @@ test_convert_disk_full (void)
       signal (SIGXFSZ, SIG_IGN);
       struct rlimit lim = { 4096, 4096 };
       g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &lim), ==, 0);
-      g_assert_false (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+      g_assert_false (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, NULL, NULL, &error));
       g_printerr ("%s\n", error->message);
       return;
     }
@@ -371,7 +428,7 @@ tokens_with_cache (const char *dir, const NsTensorStore *store, size_t *n)
 {
   g_autofree char *path = ns_weight_cache_default_path (dir, NS_WEIGHTS_INT8);
   g_autoptr (GError) error = NULL;
-  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, &error));
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_INT8, 1, path, NULL, NULL, &error));
   g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
   NsModel *m = load_model (dir, vae, NS_WEIGHTS_INT8);
   GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-nocfg-32");
@@ -514,6 +571,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/fp8/round-trip", test_fp8_round_trip);
   g_test_add_func ("/quant/fp8/known-values", test_fp8_known_values);
   g_test_add_func ("/quant/cpu/linear-embedding", test_linear_quantized);
+  g_test_add_func ("/quant/cpu/gemv-every-code", test_gemv_every_code);
   g_test_add_func ("/quant/plan/golden", test_plan_golden);
   g_test_add_func ("/quant/plan/real-shapes", test_plan_real);
   g_test_add_func ("/quant/plan/cli-cap", test_cli_cap_refused);

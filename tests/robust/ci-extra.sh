@@ -17,7 +17,6 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:fast_unwind_on_malloc=0}
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 log() { printf '\n== %s\n' "$*"; }
-die() { printf 'ci-extra: %s\n' "$*" >&2; exit 1; }
 
 setup() {  # setup DIR MESON-OPTIONS… — configure once, reconfigure after
   local dir=$1
@@ -42,17 +41,6 @@ meson test -C "$prefix-asan" --print-errorlogs --num-processes "$jobs" --timeout
   || status=1
 
 log "libFuzzer targets (clang, ASan+UBSan), ${NS_FUZZ_SECONDS:-20} s each"
-command -v clang >/dev/null || die "clang is not installed (apt-get install clang libclang-rt-dev)"
-echo 'int LLVMFuzzerTestOneInput (const char *d, long n) { return d && n; }' \
-  | clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null \
-  || die "clang cannot link libFuzzer programs (apt-get install libclang-rt-dev)"
-CC=clang setup "$prefix-fuzz" "${common[@]}" -Dfuzzing=true -Db_lundef=false \
-  -Dc_args=-fsanitize=fuzzer-no-link
-# Only the fuzz programs and the CLI (which make-seeds.sh runs).
-fuzz_targets=(engine/cli/nextstep)
-for f in "$src"/tests/fuzz/fuzz-*.c; do
-  fuzz_targets+=("tests/fuzz/$(basename "$f" .c)")
-done
-ninja -C "$prefix-fuzz" -j"$jobs" "${fuzz_targets[@]}"
+NS_FUZZ_JOBS=$jobs "$src/tests/fuzz/build-fuzzers.sh" "$prefix-fuzz"
 NS_FUZZ_BUILD=$prefix-fuzz "$src/tests/fuzz/run-fuzzers.sh" "${NS_FUZZ_SECONDS:-20}" || status=1
 exit $status

@@ -25,10 +25,12 @@ typedef struct {
   int size;                 /* width = height */
   gboolean edit;
   gboolean remote;          /* on `server` */
+  gboolean t2i_checkpoint;  /* edit with the text-to-image model */
 } Params;
 
-static const Params small = { 64, FALSE, FALSE }, larger = { 128, FALSE, FALSE },
-                    edit = { 64, TRUE, FALSE }, remote = { 64, FALSE, TRUE };
+static const Params small = { 64, FALSE, FALSE, FALSE }, larger = { 128, FALSE, FALSE, FALSE },
+                    edit = { 64, TRUE, FALSE, FALSE }, remote = { 64, FALSE, TRUE, FALSE },
+                    edit_with_t2i = { 64, TRUE, FALSE, TRUE };
 
 /* A fresh dialog in an offscreen toplevel, set for a fast tiny run. */
 typedef struct {
@@ -82,8 +84,9 @@ fixture_set_up (Fixture *f, gconstpointer data)
   NsDialogSettings settings;
   ns_dialog_settings_init (&settings);
   settings.prompt = g_strdup ("a red bicycle leaning on a blue wall");
-  settings.model_dir = g_strdup (model_dirs[params->edit]);
-  settings.vae_dir = g_strdup (vae_dirs[params->edit]);
+  int model = params->edit && !params->t2i_checkpoint;
+  settings.model_dir = g_strdup (model_dirs[model]);
+  settings.vae_dir = g_strdup (vae_dirs[model]);
   settings.width = settings.height = params->size;
   settings.steps = 4;
   settings.seed_mode = NS_SEED_FIXED;
@@ -294,7 +297,7 @@ test_generate_insert (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.height, ==, 64);
   g_assert_cmpuint (g_bytes_get_size (out.rgba), ==, 64 * 64 * 4);
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, &error);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (recipe->mode, ==, "generate");
   g_assert_cmpstr (recipe->prompt, ==, "a lighthouse at dusk, oil painting");
@@ -478,6 +481,61 @@ start_server (void)
   return TRUE;
 }
 
+/* ---- Keyboard: typing starts in the prompt, Ctrl+Enter generates ---------- */
+
+static void
+test_keyboard (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_true (gtk_widget_is_focus (ns_dialog_get_part (f->dialog, "prompt")));
+  g_assert_true (gtk_accel_groups_activate (G_OBJECT (f->window), GDK_KEY_Return,
+                                            GDK_CONTROL_MASK));
+  g_assert_true (ns_dialog_is_busy (f->dialog));
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 1);
+}
+
+/* ---- Draft, then Refine: the draft's prompt and seed at full settings ----- */
+
+static NsRecipe *
+history_recipe (Fixture *f, guint index)
+{
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  g_assert_true (ns_history_get_item (NS_HISTORY (ns_dialog_get_part (f->dialog, "history")),
+                                      index, &rgba, &width, &height, &json));
+  return ns_recipe_from_json (json, -1, NULL);
+}
+
+static void
+test_draft_refine (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_false (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (ns_dialog_get_part (f->dialog, "draft")),
+                                TRUE);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_autoptr (NsRecipe) draft = history_recipe (f, 0);
+  g_assert_cmpint (draft->steps, ==, 8);
+  g_assert_cmpint (draft->width, ==, 32);
+  g_assert_cmpint (draft->height, ==, 32);
+
+  /* Another prompt typed meanwhile: Refine still makes the draft's. */
+  set_prompt (f, "something else");
+  g_assert_true (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  click (f, "refine");
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 2);
+  g_autoptr (NsRecipe) full = history_recipe (f, 1);
+  g_assert_cmpstr (full->prompt, ==, draft->prompt);
+  g_assert_cmpuint (full->seed, ==, draft->seed);
+  g_assert_cmpint (full->steps, ==, 4);
+  g_assert_cmpint (full->width, ==, 64);
+  g_assert_cmpint (full->height, ==, 64);
+}
+
 /* ---- (d) closing during a run --------------------------------------------- */
 
 static void
@@ -589,13 +647,51 @@ test_edit (Fixture *f, gconstpointer data)
   g_assert_true (out.got);
   g_assert_cmpint (out.width, ==, 64);
   g_assert_cmpint (out.height, ==, 64);
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, NULL);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, NULL);
   g_assert_nonnull (recipe);
   g_assert_cmpstr (recipe->mode, ==, "edit");
   g_assert_cmpstr (recipe->prompt, ==, "make it night");
   g_assert_true (recipe->cfg_img > 0);
   g_bytes_unref (out.rgba);
   g_free (out.recipe);
+}
+
+/* Editing with a checkpoint that does not look like an edit model (a folder
+ * named "t2i"): the dialog warns, shows the edit defaults, and still runs. */
+static void
+test_edit_any_checkpoint (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  GtkWidget *warning = ns_dialog_get_part (f->dialog, "mode-warning");
+  g_assert_true (gtk_widget_get_visible (warning));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (warning)),
+                            "looks like a text-to-image checkpoint; edits may be poor"));
+  GtkTextView *negative = GTK_TEXT_VIEW (ns_dialog_get_part (f->dialog, "negative"));
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (negative);
+  GtkTextIter start, end;
+  gtk_text_buffer_get_bounds (buffer, &start, &end);
+  g_autofree char *shown = gtk_text_buffer_get_text (buffer, &start, &end, FALSE);
+  g_assert_cmpstr (shown, ==, "Copy original image.");
+
+  int calls = 0;
+  set_prompt (f, "make it night");
+  ns_dialog_set_source_func (f->dialog, source_gradient, &calls, NULL);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpuint (history_size (f), ==, 1);
+  g_autoptr (NsRecipe) recipe = history_recipe (f, 0);
+  g_assert_nonnull (recipe);
+  g_assert_cmpstr (recipe->negative, ==, "Copy original image.");
+  g_assert_cmpfloat (recipe->cfg_img, ==, 2.0);
+
+  /* The same checkpoint generates without a warning. */
+  NsDialogSettings settings;
+  ns_dialog_get_settings (f->dialog, &settings);
+  settings.mode = NS_MODE_GENERATE;
+  ns_dialog_set_settings (f->dialog, &settings);
+  ns_dialog_settings_clear (&settings);
+  g_assert_false (gtk_widget_get_visible (warning));
 }
 
 /* ---- Settings: what the plug-in saves comes back unchanged ---------------- */
@@ -617,6 +713,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   in.seed_mode = NS_SEED_REUSE_LAST;
   in.seed = 987654321;
   in.images = 3;
+  in.draft = TRUE;
   in.weights = NS_WEIGHTS_INT8;
   in.backend = NS_BACKEND_CPU;
   in.model_dir = g_strdup (model_dirs[0]);
@@ -638,6 +735,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.seed_mode, ==, in.seed_mode);
   g_assert_cmpuint (out.seed, ==, in.seed);
   g_assert_cmpint (out.images, ==, in.images);
+  g_assert_cmpint (out.draft, ==, in.draft);
   g_assert_cmpint (out.weights, ==, in.weights);
   g_assert_cmpint (out.backend, ==, in.backend);
   g_assert_cmpstr (out.model_dir, ==, in.model_dir);
@@ -718,11 +816,17 @@ main (int argc, char **argv)
   g_test_add ("/ui/dialog/main-loop-free", Fixture, &larger, fixture_set_up,
               test_main_loop_free, fixture_tear_down);
   g_test_add ("/ui/dialog/stop", Fixture, &small, fixture_set_up, test_stop, fixture_tear_down);
+  g_test_add ("/ui/dialog/draft-refine", Fixture, &small, fixture_set_up, test_draft_refine,
+              fixture_tear_down);
+  g_test_add ("/ui/dialog/keyboard", Fixture, &small, fixture_set_up, test_keyboard,
+              fixture_tear_down);
   g_test_add ("/ui/dialog/close-button", Fixture, &small, fixture_set_up, test_close_button,
               fixture_tear_down);
   g_test_add ("/ui/dialog/destroy-during-run", Fixture, &small, fixture_set_up,
               test_destroy_during_run, fixture_tear_down);
   g_test_add ("/ui/dialog/edit", Fixture, &edit, fixture_set_up, test_edit, fixture_tear_down);
+  g_test_add ("/ui/dialog/edit-any-checkpoint", Fixture, &edit_with_t2i, fixture_set_up,
+              test_edit_any_checkpoint, fixture_tear_down);
   g_test_add ("/ui/dialog/settings-round-trip", Fixture, &small, fixture_set_up,
               test_settings_round_trip, fixture_tear_down);
   g_test_add_func ("/ui/dialog/no-model", test_no_model);

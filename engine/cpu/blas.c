@@ -1,0 +1,31 @@
+/* blas.c — the one place the CPU backend calls the BLAS (OpenBLAS from the
+ * distribution). Products bound by arithmetic go here: prefill linears, the
+ * VAE's convolutions (im2col) and spatial attention; the memory-bound decode
+ * GEMV stays in linear.c. */
+#include <cblas.h>
+#include "cpu-backend.h"
+
+#define SPLIT_ALIGN 16   /* columns of C per thread: a multiple of the BLAS's tiles */
+
+void
+ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, int k,
+              float alpha, const float *a, int lda, const float *bm, int ldb, float beta,
+              float *c, int ldc)
+{
+  /* The backend's OpenMP threads split the columns of C and each calls a
+   * single-threaded BLAS. The BLAS's own thread pool would compete with the
+   * OpenMP team for the cores (both spin while they wait), which on a busy
+   * or small machine costs more than it gains. */
+  openblas_set_num_threads (1);
+  int threads = MAX (1, MIN (ns_cpu_threads (b), n / SPLIT_ALIGN));
+  int per = (n + threads - 1) / threads;
+  per = (per + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+#pragma omp parallel for num_threads (threads) schedule (static)
+  for (int j0 = 0; j0 < n; j0 += per)
+    {
+      const float *bj = trans_b ? bm + (size_t) j0 * ldb : bm + j0;
+      cblas_sgemm (CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                   trans_b ? CblasTrans : CblasNoTrans, m, MIN (per, n - j0), k, alpha, a, lda,
+                   bj, ldb, beta, c + j0, ldc);
+    }
+}
