@@ -18,6 +18,9 @@
 #include "files/png.h"
 #include "model/model-iface.h"
 
+/* vLLM's, so that a client's address works with either server. */
+#define DEFAULT_PORT 8000
+
 typedef struct {
   char *model, *edit_model, *vae, *host, *api_key, *backend, *weights;
   int port, queue, threads;
@@ -417,7 +420,7 @@ serve (const Args *a)
 int
 ns_cmd_serve (int argc, char **argv)
 {
-  Args a = { 0 };
+  Args a = { .port = DEFAULT_PORT };
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_FILENAME, &a.model, "Model folder (default: search)", "DIR" },
     { "edit-model", 0, 0, G_OPTION_ARG_FILENAME, &a.edit_model,
@@ -425,7 +428,7 @@ ns_cmd_serve (int argc, char **argv)
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &a.vae, "VAE folder (default: beside the model)", "DIR" },
     { "host", 0, 0, G_OPTION_ARG_STRING, &a.host,
       "Address to listen on (127.0.0.1; any other needs --api-key)", "ADDR" },
-    { "port", 0, 0, G_OPTION_ARG_INT, &a.port, "Port (0 = any free one; default 0)", "N" },
+    { "port", 0, 0, G_OPTION_ARG_INT, &a.port, "Port (8000, as vLLM; 0 = any free one)", "N" },
     { "api-key", 0, 0, G_OPTION_ARG_STRING, &a.api_key,
       "Require 'Authorization: Bearer KEY' on every request but /health", "KEY" },
     { "queue", 0, 0, G_OPTION_ARG_INT, &a.queue,

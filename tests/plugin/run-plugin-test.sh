@@ -31,7 +31,7 @@ export NS_TINY_T2I=$home/tiny-t2i NS_TINY_EDIT=$home/tiny-edit
 "$NS_CLI" make-tiny --edit "$NS_TINY_EDIT" >/dev/null
 server=
 if grep -q '@SERVER@' "$script"; then
-  "$NS_CLI" serve --model "$NS_TINY_T2I" --edit-model "$NS_TINY_EDIT" --threads 1 \
+  "$NS_CLI" serve --port 0 --model "$NS_TINY_T2I" --edit-model "$NS_TINY_EDIT" --threads 1 \
     > "$home/serve.out" 2> "$home/serve.err" &
   server_pid=$!
   for _ in $(seq 600); do   # up to 60 s for the models to load

@@ -184,7 +184,7 @@ def test_remote_same_as_local():
 
 
 def test_remote_missing_key():
-    serve = subprocess.Popen([CLI, 'serve', '--model', T2I, '--threads', '1',
+    serve = subprocess.Popen([CLI, 'serve', '--port', '0', '--model', T2I, '--threads', '1',
                               '--api-key', 'right'], stdout=subprocess.PIPE, text=True)
     try:
         url = serve.stdout.readline().split()[-1]
@@ -203,7 +203,7 @@ def test_remote_missing_key():
 
 
 def test_remote_server_killed():
-    serve = subprocess.Popen([CLI, 'serve', '--model', T2I, '--threads', '1'],
+    serve = subprocess.Popen([CLI, 'serve', '--port', '0', '--model', T2I, '--threads', '1'],
                              stdout=subprocess.PIPE, text=True)
     url = serve.stdout.readline().split()[-1]
     img, source = new_image(64, 64, (64, 64), (0, 0))

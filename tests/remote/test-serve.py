@@ -41,7 +41,8 @@ class Server:
 
     def __init__(self, *extra):
         self.proc = subprocess.Popen(
-            [CLI, "serve", "--model", T2I, "--edit-model", EDIT, "--threads", "1", *extra],
+            [CLI, "serve", "--port", "0", "--model", T2I, "--edit-model", EDIT, "--threads", "1",
+             *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 120)
         line = self.proc.stdout.readline() if ready else ""
@@ -268,7 +269,7 @@ def test_api_key():
         check(p.returncode == 0, f"CLI with the key: {p.stderr}")
     finally:
         s.stop()
-    p = cli("serve", "--model", T2I, "--host", "0.0.0.0", timeout=60)
+    p = cli("serve", "--port", "0", "--model", T2I, "--host", "0.0.0.0", timeout=60)
     check(p.returncode != 0 and "--api-key" in p.stderr, f"open host without a key: {p.stderr}")
 
 

@@ -467,7 +467,7 @@ start_server (void)
   g_autoptr (GError) error = NULL;
   if (cli == NULL)
     return FALSE;
-  const char *argv[] = { cli, "serve", "--threads", "1", "--model", model_dirs[0],
+  const char *argv[] = { cli, "serve", "--port", "0", "--threads", "1", "--model", model_dirs[0],
                          vae_dirs[0] ? "--vae" : NULL, vae_dirs[0], NULL };
   server = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
   if (server == NULL)
