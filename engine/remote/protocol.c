@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "remote/protocol.h"
+#include "files/json-load.h"
 #include "model/model-iface.h"
 
 static const NsApiField fields[] = {
@@ -39,70 +40,54 @@ ns_api_fields (gsize *count)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-/* The deepest nesting of objects and arrays in `data` (strings skipped);
- * *trailing is set when anything but white space follows the first value
- * that closes (json-glib 1.6 accepts a second value after the first). */
+/* The nesting of node: 0 for a scalar, 1 + the deepest member otherwise. */
 static int
-scan_json (const char *data, gsize len, gboolean *trailing)
+depth_of (JsonNode *node)
 {
-  int depth = 0, deepest = 0;
-  gboolean in_string = FALSE, closed = FALSE;
-  *trailing = FALSE;
-  for (gsize i = 0; i < len; i++)
+  int deepest = 0;
+  if (JSON_NODE_HOLDS_OBJECT (node))
     {
-      char c = data[i];
-      if (closed)
-        *trailing |= !g_ascii_isspace (c);
-      else if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if (c == '{' || c == '[')
-        {
-          depth++;
-          deepest = MAX (deepest, depth);
-        }
-      else if (c == '}' || c == ']')
-        closed = --depth == 0;
+      JsonObjectIter it;
+      JsonNode *member;
+      json_object_iter_init (&it, json_node_get_object (node));
+      while (json_object_iter_next (&it, NULL, &member))
+        deepest = MAX (deepest, depth_of (member));
+      return deepest + 1;
     }
-  return deepest;
+  if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        deepest = MAX (deepest, depth_of (json_array_get_element (a, i)));
+      return deepest + 1;
+    }
+  return 0;
 }
 
+/* Network JSON goes through the engine's one strict loader
+ * (engine/files/json-load.h: one document, nothing after it, bounded
+ * nesting and numbers), then each endpoint's own nesting limit. */
 JsonObject *
 ns_api_parse_object (const char *data, gsize len, int max_depth, const char *what,
                      GError **error)
 {
-  /* json-glib recurses per level: refuse deep nesting before it parses. */
-  gboolean trailing;
-  if (memchr (data, '\0', len) != NULL || scan_json (data, len, &trailing) > max_depth
-      || trailing)
-    {
-      g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                   "%s is not one flat JSON object (nested too deep, holding a NUL byte, or "
-                   "followed by more); send one object of the documented fields", what);
-      return NULL;
-    }
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_data (parser, data, (gssize) len, &local))
+  g_autoptr (JsonObject) o = ns_json_load_object (data, len, what, NULL, 0, &local);
+  if (o == NULL)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                   "%s is not valid JSON: %s", what, local->message);
+                   "%s; send one JSON object of the documented fields", local->message);
       return NULL;
     }
-  JsonNode *root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+  g_autoptr (JsonNode) node = json_node_init_object (json_node_alloc (), o);
+  if (depth_of (node) > max_depth)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                   "%s must be a JSON object ({…})", what);
+                   "%s nests objects or arrays deeper than %d levels; send one object of the "
+                   "documented fields", what, max_depth);
       return NULL;
     }
-  return json_object_ref (json_node_get_object (root));
+  return g_steal_pointer (&o);
 }
 
 static const NsApiField *
