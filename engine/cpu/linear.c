@@ -255,8 +255,7 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 
 /* Prefill: the BLAS does the arithmetic-bound product. W is widened to f32
  * a panel of output rows at a time (exactly, the GEMV's values), so the
- * f32 copy stays small (it is written and read by the same threads, the
- * same static split) and the BLAS sees plain sgemm:
+ * f32 copy stays small and the BLAS sees plain sgemm:
  * y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
 static void
 prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
