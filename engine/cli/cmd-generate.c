@@ -258,6 +258,7 @@ run_request (Args *a, gboolean edit)
     {
       if (g_mkdir_with_parents (a->preview_dir, 0755) != 0)
         {
+          ns_cli_progress_finish (progress);
           fprintf (stderr, "nextstep: cannot create %s: %s\n", a->preview_dir,
                    g_strerror (errno));
           return 1;

@@ -12,6 +12,37 @@ typedef struct {
   int ci, h, w, k, stride, pad_t, pad_l, ow;
 } ConvGeometry;
 
+/* One output row's stretch [ox0, ox1) of weight column (ky, kx) of one
+ * input plane into d: at stride 1 the in-image part is one copy, the
+ * padding zeros; other strides gather. */
+static void
+row_run (const ConvGeometry *g, const float *plane, float *d, int oy, int ox0, int ox1, int ky,
+         int kx)
+{
+  int iy = oy * g->stride - g->pad_t + ky;
+  if (iy < 0 || iy >= g->h)
+    {
+      memset (d, 0, (size_t) (ox1 - ox0) * sizeof (float));
+      return;
+    }
+  const float *src = plane + (size_t) iy * g->w;
+  int ox = ox0;
+  if (g->stride == 1)
+    {
+      /* in-image columns: ix = ox - pad_l + kx ∈ [0, w) */
+      int lo = CLAMP (g->pad_l - kx, ox0, ox1), hi = CLAMP (g->w + g->pad_l - kx, lo, ox1);
+      memset (d, 0, (size_t) (lo - ox0) * sizeof (float));
+      memcpy (d + (lo - ox0), src + lo - g->pad_l + kx, (size_t) (hi - lo) * sizeof (float));
+      memset (d + (hi - ox0), 0, (size_t) (ox1 - hi) * sizeof (float));
+      return;
+    }
+  for (; ox < ox1; ox++)
+    {
+      int ix = ox * g->stride - g->pad_l + kx;
+      d[ox - ox0] = ix >= 0 && ix < g->w ? src[ix] : 0.0f;
+    }
+}
+
 /* cols[kk, j] = the input pixel that weight column kk = (ch, ky, kx) meets
  * at output pixel p0 + j, zero in the padding; j < np. */
 static void
@@ -24,14 +55,12 @@ im2col (NsBackend *b, const ConvGeometry *g, float *cols, size_t p0, int np)
       int ch = kk / (g->k * g->k), ky = kk / g->k % g->k, kx = kk % g->k;
       const float *plane = g->x + (size_t) ch * g->h * g->w;
       float *d = cols + (size_t) kk * np;
-      int oy = (int) (p0 / g->ow), ox = (int) (p0 % g->ow);
-      for (int j = 0; j < np; j++)
+      for (size_t p = p0; p < p0 + np;)
         {
-          int iy = oy * g->stride - g->pad_t + ky, ix = ox * g->stride - g->pad_l + kx;
-          d[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w ? plane[(size_t) iy * g->w + ix]
-                                                              : 0.0f;
-          if (++ox == g->ow)
-            ox = 0, oy++;
+          int oy = (int) (p / g->ow), ox0 = (int) (p % g->ow);
+          int ox1 = (int) MIN ((size_t) g->ow, ox0 + (p0 + np - p));
+          row_run (g, plane, d + (p - p0), oy, ox0, ox1, ky, kx);
+          p += ox1 - ox0;
         }
     }
 }

@@ -8,8 +8,7 @@
 #define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
 #define GEMV_GROUP 4          /* x rows one pass over a weight row serves */
 #define GEMV_LINE 64          /* weight bytes per loop step: one cache line, one prefetch */
-#define GEMV_X_BYTES 16384    /* x (all rows) of one column block: stays in L1 */
-#define GEMV_AHEAD_ROWS 2     /* the weight stream is prefetched this many W rows ahead */
+#define GEMV_PREFETCH 2048    /* bytes ahead of the weight stream */
 #define GEMV_CHUNK 1024       /* F16 weights per conversion: 4 KiB of f32 */
 #define PREFILL_PANEL_FLOATS (8 << 20)   /* W widened per sgemm call: 32 MiB */
 
@@ -100,8 +99,7 @@ widen1 (WeightKind kind, const void *w, int i)
  * with constant nr and kind, so the accumulators (one per row and vector:
  * independent FMA chains) live in registers and the kind tests fold. */
 static inline __attribute__ ((always_inline)) void
-dot_rows (int nr, WeightKind kind, const void *w, const float *const *x, int n, size_t ahead,
-          float *sums)
+dot_rows (int nr, WeightKind kind, const void *w, const float *const *x, int n, float *sums)
 {
   const int unit = 8 * unit_vectors (kind), line = GEMV_LINE / kind_size (kind);
   NsF32x8 acc[GEMV_GROUP][4] = { { { 0 } } };
@@ -109,7 +107,7 @@ dot_rows (int nr, WeightKind kind, const void *w, const float *const *x, int n, 
   for (; i + line <= n; i += line)
     {
       /* The hardware prefetcher alone leaves a third of the bandwidth unused. */
-      __builtin_prefetch ((const char *) w + (size_t) i * kind_size (kind) + ahead);
+      __builtin_prefetch ((const char *) w + (size_t) i * kind_size (kind) + GEMV_PREFETCH);
       for (int u = i; u < i + line; u += unit)
         DOT_UNIT (kind, nr, w, x, u, acc);
     }
@@ -128,44 +126,40 @@ dot_rows (int nr, WeightKind kind, const void *w, const float *const *x, int n, 
 /* Row groups of constant size for dot_rows. */
 static inline __attribute__ ((always_inline)) void
 dot_all_rows (int rows, WeightKind kind, const void *w, const float *const *x, int n,
-              size_t ahead, float *sums)
+              float *sums)
 {
   for (int r0 = 0; r0 < rows; r0 += GEMV_GROUP)
     switch (MIN (GEMV_GROUP, rows - r0))
       {
-      case 1: dot_rows (1, kind, w, x + r0, n, ahead, sums + r0); break;
-      case 2: dot_rows (2, kind, w, x + r0, n, ahead, sums + r0); break;
-      case 3: dot_rows (3, kind, w, x + r0, n, ahead, sums + r0); break;
-      default: dot_rows (4, kind, w, x + r0, n, ahead, sums + r0); break;
+      case 1: dot_rows (1, kind, w, x + r0, n, sums + r0); break;
+      case 2: dot_rows (2, kind, w, x + r0, n, sums + r0); break;
+      case 3: dot_rows (3, kind, w, x + r0, n, sums + r0); break;
+      default: dot_rows (4, kind, w, x + r0, n, sums + r0); break;
       }
 }
 
 NS_CPU_HOT static void
-dot_all_rows_f32 (int rows, const float *w, const float *const *x, int n, size_t ahead,
-                   float *sums)
+dot_all_rows_f32 (int rows, const float *w, const float *const *x, int n, float *sums)
 {
-  dot_all_rows (rows, WEIGHTS_F32, w, x, n, ahead, sums);
+  dot_all_rows (rows, WEIGHTS_F32, w, x, n, sums);
 }
 
 NS_CPU_HOT static void
-dot_all_rows_bf16 (int rows, const uint16_t *w, const float *const *x, int n, size_t ahead,
-                   float *sums)
+dot_all_rows_bf16 (int rows, const uint16_t *w, const float *const *x, int n, float *sums)
 {
-  dot_all_rows (rows, WEIGHTS_BF16, w, x, n, ahead, sums);
+  dot_all_rows (rows, WEIGHTS_BF16, w, x, n, sums);
 }
 
 NS_CPU_HOT static void
-dot_all_rows_i8 (int rows, const int8_t *w, const float *const *x, int n, size_t ahead,
-                   float *sums)
+dot_all_rows_i8 (int rows, const int8_t *w, const float *const *x, int n, float *sums)
 {
-  dot_all_rows (rows, WEIGHTS_I8, w, x, n, ahead, sums);
+  dot_all_rows (rows, WEIGHTS_I8, w, x, n, sums);
 }
 
 NS_CPU_HOT static void
-dot_all_rows_f8 (int rows, const uint8_t *w, const float *const *x, int n, size_t ahead,
-                   float *sums)
+dot_all_rows_f8 (int rows, const uint8_t *w, const float *const *x, int n, float *sums)
 {
-  dot_all_rows (rows, WEIGHTS_F8, w, x, n, ahead, sums);
+  dot_all_rows (rows, WEIGHTS_F8, w, x, n, sums);
 }
 
 /* x rows reordered per unit of 8·lanes elements so that element 8·v + t of
@@ -191,36 +185,34 @@ deinterleave (const float *x, int rows, int cols, int lanes)
   return d;
 }
 
-/* sums[r] = W[o, c0 .. c0+len) · x[r, c0 .. c0+len) for every row r (x
- * de-interleaved to match). int8/fp8 codes are dotted unscaled and the row's
- * scale applied once to the sums; F16 (rare) is converted chunk by chunk
- * into an L1 buffer first. The weights are prefetched in the rows that
- * follow: W is read a column block at a time. */
+/* sums[r] = W[o, :] · x[r, :] for every row r (x de-interleaved to match).
+ * int8/fp8 codes are dotted unscaled and the row's scale applied once to the
+ * sums; F16 (rare) is converted chunk by chunk into an L1 buffer first. */
 static void
-weight_row_dots (const NsMat *w, int o, int c0, int len, const float *x, int rows, float *sums)
+weight_row_dots (const NsMat *w, int o, const float *x, int rows, float *sums)
 {
-  size_t at = (size_t) o * w->cols + c0;
-  size_t ahead = (size_t) GEMV_AHEAD_ROWS * w->cols * ns_dtype_size (w->dtype);
+  int cols = w->cols;
+  size_t at = (size_t) o * cols;
   const float *xp[GEMV_MAX_ROWS];
   for (int r = 0; r < rows; r++)
     {
-      xp[r] = x + (size_t) r * w->cols + c0;
+      xp[r] = x + (size_t) r * cols;
       sums[r] = 0.0f;
     }
   switch (w->dtype)
     {
     case NS_DTYPE_BF16:
-      dot_all_rows_bf16 (rows, (const uint16_t *) w->data + at, xp, len, ahead, sums);
+      dot_all_rows_bf16 (rows, (const uint16_t *) w->data + at, xp, cols, sums);
       return;
     case NS_DTYPE_F32:
-      dot_all_rows_f32 (rows, (const float *) w->data + at, xp, len, ahead, sums);
+      dot_all_rows_f32 (rows, (const float *) w->data + at, xp, cols, sums);
       return;
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:
       if (w->dtype == NS_DTYPE_I8)
-        dot_all_rows_i8 (rows, (const int8_t *) w->data + at, xp, len, ahead, sums);
+        dot_all_rows_i8 (rows, (const int8_t *) w->data + at, xp, cols, sums);
       else
-        dot_all_rows_f8 (rows, (const uint8_t *) w->data + at, xp, len, ahead, sums);
+        dot_all_rows_f8 (rows, (const uint8_t *) w->data + at, xp, cols, sums);
       for (int r = 0; r < rows; r++)
         sums[r] *= w->scale[o];
       return;
@@ -228,21 +220,19 @@ weight_row_dots (const NsMat *w, int o, int c0, int len, const float *x, int row
       break;
     }
   float buf[GEMV_CHUNK];
-  for (int done = 0; done < len; done += GEMV_CHUNK)
+  for (int c0 = 0; c0 < cols; c0 += GEMV_CHUNK)
     {
-      int n = MIN (GEMV_CHUNK, len - done);
-      ns_cpu_convert (buf, w, at + done, n);
-      dot_all_rows_f32 (rows, buf, xp, n, 0, sums);
+      int len = MIN (GEMV_CHUNK, cols - c0);
+      ns_cpu_convert (buf, w, at + c0, len);
+      dot_all_rows_f32 (rows, buf, xp, len, sums);
       for (int r = 0; r < rows; r++)
-        xp[r] += n;
+        xp[r] += len;
     }
 }
 
-/* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once. x can
- * be larger than L1 (2 rows of 5120 floats are 40 KiB), and each weight row
- * would then pull all of it from L2 again: 4–8 bytes of x per byte of W,
- * more than L2 delivers. So W is walked a column block at a time, each
- * block's x staying in L1 while the thread's rows stream past it. */
+/* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once. (x
+ * rows of 5120 floats do not fit L1 together; walking W a column block at a
+ * time to keep them there measured slower: the stride breaks the stream.) */
 static void
 gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -250,29 +240,22 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
               : w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3 ? 4 : 0;
   float *xd = lanes ? deinterleave (x, rows, w->cols, lanes) : NULL;
   const float *xs = xd ? xd : x;
-  /* a multiple of 64: whole units, and the row tail lands in the last block */
-  int cb = MIN (w->cols, MAX (64, GEMV_X_BYTES / (int) sizeof (float) / rows / 64 * 64));
-#pragma omp parallel num_threads (ns_cpu_threads (b)) \
+  /* Static: each thread streams one contiguous stretch of W. */
+#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static) \
   if ((size_t) w->rows * w->cols > NS_CPU_PARALLEL_MIN)
-  for (int c0 = 0; c0 < w->cols; c0 += cb)
+  for (int o = 0; o < w->rows; o++)
     {
-      /* The same static split in every block: a thread adds to its own y. */
-#pragma omp for schedule (static) nowait
-      for (int o = 0; o < w->rows; o++)
-        {
-          float sums[GEMV_MAX_ROWS];
-          weight_row_dots (w, o, c0, MIN (cb, w->cols - c0), xs, rows, sums);
-          for (int r = 0; r < rows; r++)
-            y[(size_t) r * w->rows + o] += sums[r];
-        }
+      float sums[GEMV_MAX_ROWS];
+      weight_row_dots (w, o, xs, rows, sums);
+      for (int r = 0; r < rows; r++)
+        y[(size_t) r * w->rows + o] += sums[r];
     }
   g_free (xd);
 }
 
 /* Prefill: the BLAS does the arithmetic-bound product. W is widened to f32
  * a panel of output rows at a time (exactly, the GEMV's values), so the
- * f32 copy stays small (it is written and read by the same threads, the
- * same static split) and the BLAS sees plain sgemm:
+ * f32 copy stays small and the BLAS sees plain sgemm:
  * y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
 static void
 prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)

@@ -288,6 +288,16 @@ test_plan_real (void)
   g_assert_nonnull (strstr (refused->message, " GB of GPU memory, 24.0 GB free: try --weights int8, "
                                               "a smaller image or --backend cpu"));
   g_assert_true (ns_memory_plan_check (&int8, (guint64) 24e9, NS_PLAN_GPU, NS_WEIGHTS_INT8, NULL));
+  /* On the CPU: RAM, and the way to quantize once */
+  g_autoptr (GError) ram = NULL;
+  g_assert_false (ns_memory_plan_check (&bf16, (guint64) 23e9, NS_PLAN_RAM, NS_WEIGHTS_BF16, &ram));
+  g_assert_nonnull (strstr (ram->message, " GB of RAM, 23.0 GB available: try --weights int8 "
+                                          "(quantize once with `nextstep convert --weights int8`)"));
+  g_assert_true (ns_memory_plan_check (&int8, (guint64) 23e9, NS_PLAN_RAM, NS_WEIGHTS_INT8, NULL));
+  g_autoptr (GError) ram_int8 = NULL;
+  g_assert_false (ns_memory_plan_check (&int8, (guint64) 12e9, NS_PLAN_RAM, NS_WEIGHTS_INT8,
+                                        &ram_int8));
+  g_assert_nonnull (strstr (ram_int8->message, "int8 weights 14.2 GB"));
   ns_model_config_clear (&cfg);
 }
 
