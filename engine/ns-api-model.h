@@ -9,7 +9,8 @@
 G_BEGIN_DECLS
 
 typedef enum { NS_MODEL_KIND_T2I, NS_MODEL_KIND_EDIT } NsModelKind;
-typedef enum { NS_BACKEND_AUTO, NS_BACKEND_CPU, NS_BACKEND_CUDA } NsBackendKind;
+/* REMOTE: the model runs on an HTTP server (`nextstep serve` or vLLM-Omni). */
+typedef enum { NS_BACKEND_AUTO, NS_BACKEND_CPU, NS_BACKEND_CUDA, NS_BACKEND_REMOTE } NsBackendKind;
 typedef enum { NS_WEIGHTS_AUTO, NS_WEIGHTS_BF16, NS_WEIGHTS_FP8, NS_WEIGHTS_INT8 } NsWeightFormat;
 typedef enum { NS_SAMPLER_DEFAULT = -1, NS_SAMPLER_HF_SDE = 0, NS_SAMPLER_GH_GRID, NS_SAMPLER_ODE } NsSampler;
 typedef enum { NS_CFG_CONSTANT, NS_CFG_LINEAR } NsCfgSchedule;
@@ -38,7 +39,9 @@ char *ns_vae_find (const char *model_dir, const char *explicit_dir, GError **err
 typedef void (*NsLoadProgressFunc) (double fraction, const char *what, gpointer user_data);
 
 typedef struct {
-  const char *model_dir;          /* required (use ns_model_find) */
+  const char *model_dir;          /* required (use ns_model_find); with NS_BACKEND_REMOTE the
+                                   * server's model name (NULL: the server's first, its edit
+                                   * model first with want_edit) */
   const char *vae_dir;            /* NULL: ns_vae_find */
   NsBackendKind backend;
   NsWeightFormat weights;
@@ -50,10 +53,17 @@ typedef struct {
   NsLoadProgressFunc progress;
   gpointer progress_data;
   GCancellable *cancellable;
+  const char *server;             /* NS_BACKEND_REMOTE: base URL, http://host:port */
+  const char *api_key;            /* NS_BACKEND_REMOTE: Bearer key, NULL for none */
+  gboolean want_edit;             /* NS_BACKEND_REMOTE: prefer the server's edit model */
 } NsLoadOptions;
 
+/* An NsModel is a local checkpoint on a backend or a model on a server
+ * (NS_BACKEND_REMOTE); the calls below work the same on both. */
 typedef struct NsModel NsModel;
 
+/* Loads a local model, or with NS_BACKEND_REMOTE asks the server which
+ * models it has (GET /v1/models) and binds to one; nothing is uploaded. */
 NsModel    *ns_model_load (const NsLoadOptions *options, GError **error);
 void        ns_model_free (NsModel *model);
 NsModelKind ns_model_get_kind (const NsModel *model);
@@ -61,7 +71,9 @@ NsModelKind ns_model_get_kind (const NsModel *model);
  * one that does not look like an edit model runs, but may edit poorly), or
  * NULL; g_free it. */
 char       *ns_model_mode_warning (const NsModel *model, NsMode mode);
-const char *ns_model_get_dir (const NsModel *model);
+const char *ns_model_get_dir (const NsModel *model);     /* remote: the server URL */
+/* The model's name for recipes: the folder's base name, or the server's model id. */
+const char *ns_model_get_name (const NsModel *model);
 NsBackendKind ns_model_get_backend (const NsModel *model);
 /* Why AUTO chose the CPU (NULL when CUDA is used or CPU was asked for). */
 const char *ns_model_get_backend_note (const NsModel *model);
@@ -143,7 +155,22 @@ typedef struct {
 
 NsResult *ns_model_run (NsModel *model, const NsRequest *request, GError **error);
 void      ns_result_free (NsResult *result);
+/* Fails for a remote result: a server sends only the pictures. */
 gboolean  ns_result_save_tokens (const NsResult *result, const char *path, GError **error);
+
+/* ---- Servers ------------------------------------------------------------
+ * What a server offers (GET /v1/models), for `nextstep inspect --server` and
+ * the dialog's "Test connection". */
+typedef struct {
+  char *id;                       /* the model name requests use */
+  NsModelKind kind;
+  gboolean nextstep;              /* `nextstep serve`: edits and preview streams */
+  gboolean large_style;           /* `nextstep serve`: NextStep-1-Large defaults */
+} NsServerModel;
+
+/* The models `server` offers, as a new array of NsServerModel (freed with it). */
+GPtrArray *ns_server_list_models (const char *server, const char *api_key,
+                                  GCancellable *cancellable, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsModel, ns_model_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsResult, ns_result_free)

@@ -10,7 +10,7 @@
 /* "" stands for "the model's default" (docs/model.md §9), so a script
  * can ask for the default without knowing which checkpoint is loaded. */
 static const char *const samplers[] = { "", "hf-sde", "gh-grid", "ode", NULL };
-static const char *const backends[] = { "auto", "cpu", "cuda", NULL };
+static const char *const backends[] = { "auto", "cpu", "cuda", "remote", NULL };
 
 static void
 add_negative_prompt (GimpProcedure *procedure, const char *blurb)
@@ -59,9 +59,33 @@ add_engine_arguments (GimpProcedure *procedure)
                                         "Hugging Face cache)"),
                                       "", RW);
   gimp_procedure_add_string_argument (procedure, "backend", _("Backend"),
-                                      _("Compute backend: \"auto\", \"cpu\" or "
-                                        "\"cuda\""),
+                                      _("Compute backend: \"auto\", \"cpu\", "
+                                        "\"cuda\", or \"remote\" for a server"),
                                       "auto", RW);
+  /* Dialog state, remembered with the last values but no PDB argument:
+   * a script asks for steps and size itself. */
+  gimp_procedure_add_boolean_aux_argument (procedure, "draft", _("Draft"),
+                                           _("The dialog's Draft switch (few steps, "
+                                             "half size)"),
+                                           FALSE, RW);
+}
+
+/* The last arguments: added after the others so that scripts written
+ * before them keep their meaning. The key is an auxiliary argument: saved
+ * with the plug-in's settings, in no PDB call and no recipe. */
+static void
+add_server_arguments (GimpProcedure *procedure)
+{
+  gimp_procedure_add_string_argument (procedure, "server", _("Server"),
+                                      _("With backend \"remote\": the server's "
+                                        "address, http://HOST:PORT (nextstep serve "
+                                        "or vLLM-Omni); \"model\" then names the "
+                                        "server's model (\"\" = its own)"),
+                                      "", RW);
+  gimp_procedure_add_string_aux_argument (procedure, "api-key", _("API key"),
+                                          _("The server's key (else "
+                                            "$NEXTSTEP_API_KEY)"),
+                                          "", RW);
 }
 
 void
@@ -91,6 +115,7 @@ ns_plugin_add_generate_arguments (GimpProcedure *procedure)
                                      "its own layer"),
                                    1, 16, 1, RW);
   add_engine_arguments (procedure);
+  add_server_arguments (procedure);
 }
 
 void
@@ -113,6 +138,7 @@ ns_plugin_add_edit_arguments (GimpProcedure *procedure)
                                          "selection (the selection's bounding "
                                          "box is edited either way)"),
                                        FALSE, RW);
+  add_server_arguments (procedure);
 }
 
 void
@@ -182,6 +208,27 @@ job_string (NsPluginJob *job, GimpProcedureConfig *config, const char *name)
   return value;
 }
 
+/* Backend "remote": the server, its key and its model's name (or NULL). */
+static gboolean
+job_server (NsPluginJob *job, GimpProcedureConfig *config, const char *model,
+            GError **error)
+{
+  job->key.server = job_string (job, config, "server");
+  job->key.api_key = job_string (job, config, "api-key");
+  if (job->key.api_key == NULL && g_getenv ("NEXTSTEP_API_KEY") != NULL)
+    g_ptr_array_add (job->strings,
+                     (char *) (job->key.api_key = g_strdup (g_getenv ("NEXTSTEP_API_KEY"))));
+  job->key.model_dir = model;
+  job->key.want_edit = job->request.mode == NS_MODE_EDIT;
+  if (job->key.server != NULL)
+    return TRUE;
+  g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                       _("The backend \"remote\" needs the \"server\" argument: the "
+                         "address of a machine running nextstep serve or vLLM-Omni, "
+                         "for example \"http://gpu-box:8000\"."));
+  return FALSE;
+}
+
 /* The arguments both procedures share. */
 static gboolean
 job_common (NsPluginJob *job, GimpProcedureConfig *config, GError **error)
@@ -202,6 +249,8 @@ job_common (NsPluginJob *job, GimpProcedureConfig *config, GError **error)
     ns_backend_from_name (backend, &job->key.backend);
 
   const char *model = job_string (job, config, "model");
+  if (job->key.backend == NS_BACKEND_REMOTE)
+    return job_server (job, config, model, error);
   char *model_dir = ns_model_find (model, r->mode == NS_MODE_EDIT, error);
   if (model_dir == NULL)
     return FALSE;

@@ -178,17 +178,23 @@ ns_canvas_insert (GimpImage *image, GimpDrawable *above,
 }
 
 char *
-ns_canvas_get_recipe (GimpItem *item)
+ns_canvas_get_recipe (GimpItem *item, gsize *size)
 {
   GimpParasite *parasite = gimp_item_get_parasite (item, RECIPE_PARASITE);
-  guint32 size = 0;
+  guint32 n = 0;
   const char *data;
   char *json;
 
   if (parasite == NULL)
     return NULL;
-  data = gimp_parasite_get_data (parasite, &size);
-  json = g_strndup (data, size);
+  /* Every byte, not up to a NUL: a NUL inside is damage the parser must
+   * see and refuse. */
+  data = gimp_parasite_get_data (parasite, &n);
+  json = g_malloc (n + 1);
+  if (n > 0)
+    memcpy (json, data, n);
+  json[n] = '\0';
+  *size = n;
   gimp_parasite_free (parasite);
   return json;
 }

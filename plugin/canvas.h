@@ -54,7 +54,8 @@ GimpLayer *ns_canvas_add_layer (GimpImage *image, GimpDrawable *above,
 void      ns_canvas_write (GimpLayer *layer, const guint8 *rgba, int width,
                            int height);
 
-/* The recipe JSON stored on @item, or NULL when it has none. */
-char     *ns_canvas_get_recipe (GimpItem *item);
+/* The recipe stored on @item (all its bytes, NUL-terminated after
+ * *@size), or NULL when it has none. */
+char     *ns_canvas_get_recipe (GimpItem *item, gsize *size);
 
 G_END_DECLS

@@ -1,4 +1,7 @@
 /* interactive.c — see interactive.h. */
+#include <stdio.h>
+#include <string.h>
+
 #include <libgimp/gimpui.h>
 
 #include "arguments.h"
@@ -48,7 +51,7 @@ settings_from_config (GimpProcedureConfig *config, NsMode mode,
                 "negative-prompt", &s->negative, "steps", &s->steps,
                 "cfg", &s->cfg, "seed", &seed, "sampler", &sampler,
                 "backend", &backend, "model", &s->model_dir, "vae", &s->vae_dir,
-                NULL);
+                "server", &s->server, "api-key", &s->api_key, "draft", &s->draft, NULL);
   if (mode == NS_MODE_EDIT)
     g_object_get (config, "cfg-img", &s->cfg_img, NULL);
   else
@@ -62,6 +65,8 @@ settings_from_config (GimpProcedureConfig *config, NsMode mode,
   s->negative = non_empty (s->negative);
   s->model_dir = non_empty (s->model_dir);
   s->vae_dir = non_empty (s->vae_dir);
+  s->server = non_empty (s->server);
+  s->api_key = non_empty (s->api_key);
   if (sampler != NULL && *sampler != '\0')
     ns_sampler_from_name (sampler, &s->sampler);
   ns_backend_from_name (backend, &s->backend);
@@ -84,7 +89,9 @@ settings_to_config (const NsDialogSettings *s, GimpProcedureConfig *config)
                 "backend", ns_backend_name (s->backend),
                 "model", s->model_dir != NULL ? s->model_dir : "",
                 "vae", s->vae_dir != NULL ? s->vae_dir : "",
-                NULL);
+                "server", s->server != NULL ? s->server : "",
+                "api-key", s->api_key != NULL ? s->api_key : "",
+                "draft", s->draft, NULL);
   if (s->mode == NS_MODE_EDIT)
     g_object_set (config, "cfg-img", s->cfg_img, NULL);
   else
@@ -117,24 +124,49 @@ ask_about_recipe (const NsRecipe *recipe)
   return response;
 }
 
+/* A damaged recipe is said so, with the reason, instead of being passed
+ * over in silence: the user asked for its settings. */
+static void
+report_unreadable_recipe (const GError *error)
+{
+  GtkWidget *note = gtk_message_dialog_new (NULL, GTK_DIALOG_MODAL,
+                                            GTK_MESSAGE_WARNING, GTK_BUTTONS_OK,
+                                            _("This layer's NextStep recipe is unreadable"));
+
+  gtk_window_set_title (GTK_WINDOW (note), _("NextStep: recipe unreadable"));
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (note),
+                                            _("%s\n\nThe layer cannot be regenerated "
+                                              "from it; the dialog starts from the usual "
+                                              "settings."), error->message);
+  gimp_window_set_transient (GTK_WINDOW (note));
+  gtk_dialog_run (GTK_DIALOG (note));
+  gtk_widget_destroy (note);
+}
+
 /* Replaces @settings by @drawable's recipe when it has one of @mode's kind
  * and the user wants to make it again (same seed) or vary it (new seed). */
 static void
 offer_recipe (GimpDrawable *drawable, NsMode mode, NsDialogSettings *settings)
 {
+  gsize size = 0;
   g_autofree char *json = drawable != NULL
-                          ? ns_canvas_get_recipe (GIMP_ITEM (drawable)) : NULL;
-  g_autoptr (NsRecipe) recipe = json != NULL ? ns_recipe_from_json (json, NULL) : NULL;
+                          ? ns_canvas_get_recipe (GIMP_ITEM (drawable), &size) : NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsRecipe) recipe = json != NULL
+                                ? ns_recipe_from_json (json, (gssize) size, &error) : NULL;
   const char *kind = mode == NS_MODE_EDIT ? "edit" : "generate";
   int response;
 
+  if (error != NULL)
+    report_unreadable_recipe (error);
   if (recipe == NULL || g_strcmp0 (recipe->mode, kind) != 0)
     return;
   response = ask_about_recipe (recipe);
   if (response != RESPONSE_VARY && response != RESPONSE_REGENERATE)
     return;
-  if (ns_dialog_settings_from_recipe (settings, recipe, NULL)
-      && response == RESPONSE_VARY)
+  if (! ns_dialog_settings_from_recipe (settings, recipe, &error))
+    report_unreadable_recipe (error);
+  else if (response == RESPONSE_VARY)
     settings->seed_mode = NS_SEED_RANDOM;
 }
 
@@ -268,27 +300,80 @@ on_busy_changed (NsDialog *dialog, GParamSpec *pspec, Session *s)
     remove_preview (s);
 }
 
-static gboolean
-on_delete (GtkWidget *window, GdkEvent *event, NsDialog *dialog)
+/* Escape and the window's close button come as GTK_RESPONSE_DELETE_EVENT;
+ * they mean Close, which stops a run first. Closing waits for the worker;
+ * "closed" then ends the loop. */
+static void
+on_response (GtkDialog *window, int response, NsDialog *dialog)
 {
-  /* Closing waits for the worker; "closed" then ends the loop. */
-  ns_dialog_close (dialog);
-  return TRUE;
+  if (response == GTK_RESPONSE_DELETE_EVENT)
+    ns_dialog_close (dialog);
+}
+
+/* ---- Size and place of the window, kept from one opening to the next ------- */
+
+/* GIMP keeps the geometry of its own dialogs in sessionrc; a plug-in's
+ * dialog has only the global parasites, which GIMP saves across sessions. */
+static char *
+geometry_parasite_name (NsMode mode)
+{
+  return g_strdup_printf ("nextstep-dialog-geometry-%s",
+                          mode == NS_MODE_EDIT ? "edit" : "generate");
+}
+
+static void
+restore_geometry (GtkWindow *window, NsMode mode)
+{
+  g_autofree char *name = geometry_parasite_name (mode);
+  GimpParasite *parasite = gimp_get_parasite (name);
+  guint32 size = 0;
+  const char *data = parasite != NULL ? gimp_parasite_get_data (parasite, &size) : NULL;
+  g_autofree char *text = data != NULL ? g_strndup (data, size) : NULL;
+  int x, y, width, height;
+
+  if (text != NULL && sscanf (text, "%d %d %d %d", &x, &y, &width, &height) == 4
+      && width > 0 && height > 0)
+    {
+      gtk_window_move (window, x, y);
+      gtk_window_set_default_size (window, width, height);
+    }
+  g_clear_pointer (&parasite, gimp_parasite_free);
+}
+
+static void
+save_geometry (GtkWindow *window, NsMode mode)
+{
+  g_autofree char *name = geometry_parasite_name (mode);
+  int x, y, width, height;
+
+  gtk_window_get_position (window, &x, &y);
+  gtk_window_get_size (window, &width, &height);
+  g_autofree char *text = g_strdup_printf ("%d %d %d %d", x, y, width, height);
+  GimpParasite *parasite = gimp_parasite_new (name, GIMP_PARASITE_PERSISTENT,
+                                              strlen (text), text);
+  gimp_attach_parasite (parasite);
+  gimp_parasite_free (parasite);
 }
 
 /* ---- The run -------------------------------------------------------------- */
 
+/* A GimpDialog, so the window behaves like GIMP's own: Escape closes, Help
+ * opens the procedure's help page, it stays over the image window. The
+ * NsDialog brings its own buttons; the action area holds only Help. */
 static GtkWidget *
-open_window (Session *s, NsDialogSettings *settings, GtkWidget **dialog)
+open_window (Session *s, GimpProcedure *procedure, NsDialogSettings *settings,
+             GtkWidget **dialog)
 {
-  GtkWidget *window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
+  GtkWidget *window = gimp_dialog_new (s->mode == NS_MODE_EDIT ? _("NextStep – Edit")
+                                                               : _("NextStep – Generate"),
+                                       PLUG_IN_BINARY, NULL, 0,
+                                       gimp_standard_help_func,
+                                       gimp_procedure_get_name (procedure),
+                                       NULL);
 
-  gtk_window_set_title (GTK_WINDOW (window),
-                        s->mode == NS_MODE_EDIT ? _("NextStep – Edit")
-                                                : _("NextStep – Generate"));
-  gtk_window_set_role (GTK_WINDOW (window), PLUG_IN_BINARY);
   *dialog = ns_dialog_new (s->mode, settings);
-  gtk_container_add (GTK_CONTAINER (window), *dialog);
+  gtk_box_pack_start (GTK_BOX (gtk_dialog_get_content_area (GTK_DIALOG (window))),
+                      *dialog, TRUE, TRUE, 0);
   if (s->mode == NS_MODE_EDIT)
     ns_dialog_set_source_func (NS_DIALOG (*dialog), read_source, s, NULL);
   g_signal_connect (*dialog, "insert", G_CALLBACK (on_insert), s);
@@ -297,8 +382,9 @@ open_window (Session *s, NsDialogSettings *settings, GtkWidget **dialog)
                     G_CALLBACK (on_preview), s);
   g_signal_connect_swapped (*dialog, "closed", G_CALLBACK (g_main_loop_quit),
                             s->loop);
-  g_signal_connect (window, "delete-event", G_CALLBACK (on_delete), *dialog);
+  g_signal_connect (window, "response", G_CALLBACK (on_response), *dialog);
   gimp_window_set_transient (GTK_WINDOW (window));
+  restore_geometry (GTK_WINDOW (window), s->mode);
   gtk_widget_show_all (window);
   return window;
 }
@@ -319,7 +405,7 @@ ns_interactive_run (GimpProcedure *procedure, NsMode mode, GimpImage *image,
     g_object_get (config, "limit-to-selection", &s.limit_to_selection, NULL);
   offer_recipe (drawable, mode, &settings);
 
-  window = open_window (&s, &settings, &dialog);
+  window = open_window (&s, procedure, &settings, &dialog);
   g_main_loop_run (s.loop);
   remove_preview (&s);
 
@@ -327,6 +413,7 @@ ns_interactive_run (GimpProcedure *procedure, NsMode mode, GimpImage *image,
   ns_dialog_get_settings (NS_DIALOG (dialog), &settings);
   settings_to_config (&settings, config);
   ns_dialog_settings_clear (&settings);
+  save_geometry (GTK_WINDOW (window), mode);
   gtk_widget_destroy (window);
 
   values = gimp_procedure_new_return_values (procedure,

@@ -228,8 +228,12 @@ run_batch (GimpProcedure *procedure, const NsPluginJob *job,
 
   if (result == NULL)
     {
-      g_prefix_error (&error, _("NextStep could not run the model in \"%s\": "),
-                      job->key.model_dir);
+      if (job->key.backend == NS_BACKEND_REMOTE)
+        g_prefix_error (&error, _("NextStep could not run on the server %s; the image is "
+                                  "unchanged: "), job->key.server);
+      else
+        g_prefix_error (&error, _("NextStep could not run the model in \"%s\": "),
+                        job->key.model_dir);
       return fail (procedure, error);
     }
   for (int i = 0; i < result->n_images; i++)

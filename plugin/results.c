@@ -6,7 +6,7 @@
 static char *
 layer_name (const char *recipe_json)
 {
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (recipe_json, NULL);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (recipe_json, -1, NULL);
   g_autofree char *prompt = NULL;
 
   if (recipe == NULL || recipe->prompt == NULL)

@@ -22,10 +22,11 @@ struct _NsController {
   gboolean busy;
 
   NsModel *model;
-  char *key_model_dir, *key_vae_dir;
+  char *key_model_dir, *key_vae_dir, *key_server, *key_api_key;
   NsBackendKind key_backend;
   NsWeightFormat key_weights;
-  NsModelDefaults defaults;
+  gboolean key_want_edit;
+  NsModelDefaults defaults[2];    /* by NsMode */
 
   GMutex lock;
   gboolean load_posted, token_posted, preview_posted;
@@ -45,9 +46,10 @@ G_DEFINE_FINAL_TYPE (NsController, ns_controller, G_TYPE_OBJECT)
 /* ---- A job: what the worker needs, owned by the GTask ---------------- */
 
 typedef struct {
-  char *model_dir, *vae_dir;
+  char *model_dir, *vae_dir, *server, *api_key;
   NsBackendKind backend;
   NsWeightFormat weights;
+  gboolean want_edit;
   gboolean run;
   NsRequest request;     /* its strings point into the fields below */
   char *prompt, *positive, *negative, *noise_file;
@@ -60,6 +62,8 @@ job_free (Job *job)
 {
   g_free (job->model_dir);
   g_free (job->vae_dir);
+  g_free (job->server);
+  g_free (job->api_key);
   g_free (job->prompt);
   g_free (job->positive);
   g_free (job->negative);
@@ -77,6 +81,9 @@ job_new (const NsModelKey *key)
   job->vae_dir = g_strdup (key->vae_dir);
   job->backend = key->backend;
   job->weights = key->weights;
+  job->server = g_strdup (key->server);
+  job->api_key = g_strdup (key->api_key);
+  job->want_edit = key->want_edit;
   return job;
 }
 
@@ -214,27 +221,38 @@ worker_preview (int image, const guint8 *rgba, int width, int height,
 static void
 defaults_clear (NsModelDefaults *defaults)
 {
+  g_free (defaults->name);
+  g_free (defaults->mode_warning);
   g_free (defaults->backend_note);
   g_free (defaults->negative);
   memset (defaults, 0, sizeof *defaults);
 }
 
-/* ns_request_resolve on a minimal request of the model's own kind gives the
- * per-checkpoint defaults (an edit request needs some input to validate). */
 static void
-resolve_defaults (NsController *self)
+all_defaults_clear (NsController *self)
 {
-  NsModelDefaults *d = &self->defaults;
+  defaults_clear (&self->defaults[NS_MODE_GENERATE]);
+  defaults_clear (&self->defaults[NS_MODE_EDIT]);
+}
+
+/* ns_request_resolve on a minimal request of `mode` gives the defaults the
+ * engine will use (an edit request needs some input to validate). */
+static void
+resolve_defaults (NsController *self, NsMode mode)
+{
+  NsModelDefaults *d = &self->defaults[mode];
+  d->name = g_strdup (ns_model_get_name (self->model));
   d->kind = ns_model_get_kind (self->model);
+  d->mode_warning = ns_model_mode_warning (self->model, mode);
   d->backend = ns_model_get_backend (self->model);
   d->backend_note = g_strdup (ns_model_get_backend_note (self->model));
 
   static const guint8 pixels[16 * 16 * 4];
   NsRequest request;
   ns_request_init (&request);
-  request.mode = d->kind == NS_MODEL_KIND_EDIT ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  request.mode = mode;
   request.prompt = "a";
-  if (request.mode == NS_MODE_EDIT)
+  if (mode == NS_MODE_EDIT)
     request.input = (NsImage) { .width = 16, .height = 16, .rgba = pixels, .stride = 16 * 4 };
   g_autoptr (GError) error = NULL;
   if (!ns_request_resolve (self->model, &request, &error))
@@ -251,6 +269,15 @@ resolve_defaults (NsController *self)
   d->height = request.height;
 }
 
+static void
+key_clear (NsController *self)
+{
+  g_clear_pointer (&self->key_model_dir, g_free);
+  g_clear_pointer (&self->key_vae_dir, g_free);
+  g_clear_pointer (&self->key_server, g_free);
+  g_clear_pointer (&self->key_api_key, g_free);
+}
+
 static gboolean
 key_matches (NsController *self, const Job *job)
 {
@@ -258,7 +285,10 @@ key_matches (NsController *self, const Job *job)
       && g_strcmp0 (self->key_model_dir, job->model_dir) == 0
       && g_strcmp0 (self->key_vae_dir, job->vae_dir) == 0
       && self->key_backend == job->backend
-      && self->key_weights == job->weights;
+      && self->key_weights == job->weights
+      && g_strcmp0 (self->key_server, job->server) == 0
+      && g_strcmp0 (self->key_api_key, job->api_key) == 0
+      && self->key_want_edit == job->want_edit;
 }
 
 static gboolean
@@ -268,7 +298,7 @@ ensure_model (NsController *self, const Job *job, GCancellable *cancellable, GEr
     return TRUE;
   /* Free the old model first: two full-size models rarely fit together. */
   g_clear_pointer (&self->model, ns_model_free);
-  defaults_clear (&self->defaults);
+  all_defaults_clear (self);
   NsLoadOptions options = {
     .model_dir = job->model_dir,
     .vae_dir = job->vae_dir,
@@ -277,17 +307,23 @@ ensure_model (NsController *self, const Job *job, GCancellable *cancellable, GEr
     .progress = worker_load_progress,
     .progress_data = self,
     .cancellable = cancellable,
+    .server = job->server,
+    .api_key = job->api_key,
+    .want_edit = job->want_edit,
   };
   self->model = ns_model_load (&options, error);
   if (self->model == NULL)
     return FALSE;
-  g_free (self->key_model_dir);
-  g_free (self->key_vae_dir);
+  key_clear (self);
   self->key_model_dir = g_strdup (job->model_dir);
   self->key_vae_dir = g_strdup (job->vae_dir);
+  self->key_server = g_strdup (job->server);
+  self->key_api_key = g_strdup (job->api_key);
   self->key_backend = job->backend;
   self->key_weights = job->weights;
-  resolve_defaults (self);
+  self->key_want_edit = job->want_edit;
+  resolve_defaults (self, NS_MODE_GENERATE);
+  resolve_defaults (self, NS_MODE_EDIT);
   return TRUE;
 }
 
@@ -307,7 +343,9 @@ recipe_new (NsController *self, const Job *job, const NsRequest *resolved, const
   recipe->width = result->width;
   recipe->height = result->height;
   recipe->sampler = g_strdup (ns_sampler_name (resolved->sampler));
-  recipe->model = g_strdup (job->model_dir);
+  /* On a server: its model's name, so that "regenerate" asks for it again. */
+  recipe->model = g_strdup (job->backend == NS_BACKEND_REMOTE ? ns_model_get_name (self->model)
+                                                              : job->model_dir);
   recipe->version = g_strdup (ns_version ());
   recipe->images = result->n_images;
   recipe->backend = g_strdup (ns_backend_name (ns_model_get_backend (self->model)));
@@ -398,6 +436,12 @@ finish_job (NsController *self)
 
 /* ---- Public API ---------------------------------------------------------- */
 
+static gboolean
+key_complete (const NsModelKey *key)
+{
+  return key->backend == NS_BACKEND_REMOTE ? key->server != NULL : key->model_dir != NULL;
+}
+
 NsController *
 ns_controller_new (void)
 {
@@ -412,17 +456,17 @@ ns_controller_is_busy (NsController *self)
 }
 
 const NsModelDefaults *
-ns_controller_get_defaults (NsController *self)
+ns_controller_get_defaults (NsController *self, NsMode mode)
 {
   g_return_val_if_fail (NS_IS_CONTROLLER (self), NULL);
-  return self->busy || self->model == NULL ? NULL : &self->defaults;
+  return self->busy || self->model == NULL ? NULL : &self->defaults[mode];
 }
 
 void
 ns_controller_load_async (NsController *self, const NsModelKey *key, GCancellable *cancellable,
                           GAsyncReadyCallback callback, gpointer user_data)
 {
-  g_return_if_fail (NS_IS_CONTROLLER (self) && !self->busy && key->model_dir != NULL);
+  g_return_if_fail (NS_IS_CONTROLLER (self) && !self->busy && key_complete (key));
   start_job (self, job_new (key), cancellable, callback, user_data, ns_controller_load_async);
 }
 
@@ -439,7 +483,7 @@ ns_controller_run_async (NsController *self, const NsModelKey *key, const NsRequ
                          GCancellable *cancellable, GAsyncReadyCallback callback,
                          gpointer user_data)
 {
-  g_return_if_fail (NS_IS_CONTROLLER (self) && !self->busy && key->model_dir != NULL);
+  g_return_if_fail (NS_IS_CONTROLLER (self) && !self->busy && key_complete (key));
   Job *job = job_new (key);
   job_set_request (job, request);
   start_job (self, job, cancellable, callback, user_data, ns_controller_run_async);
@@ -476,9 +520,8 @@ ns_controller_finalize (GObject *object)
   if (self->model != NULL)
     g_thread_unref (g_thread_new ("ns-model-free", free_model_thread,
                                   g_steal_pointer (&self->model)));
-  defaults_clear (&self->defaults);
-  g_free (self->key_model_dir);
-  g_free (self->key_vae_dir);
+  all_defaults_clear (self);
+  key_clear (self);
   g_free (self->load_what);
   g_clear_pointer (&self->preview, g_bytes_unref);
   g_mutex_clear (&self->lock);

@@ -29,15 +29,22 @@ G_DECLARE_FINAL_TYPE (NsController, ns_controller, NS, CONTROLLER, GObject)
 
 /* Which model to use: a different key means a reload. */
 typedef struct {
-  const char    *model_dir;     /* required */
+  const char    *model_dir;     /* required, except with NS_BACKEND_REMOTE: then the
+                                 * server's model name, NULL for the server's own choice */
   const char    *vae_dir;       /* NULL: ns_vae_find */
   NsBackendKind  backend;
   NsWeightFormat weights;
+  const char    *server;        /* NS_BACKEND_REMOTE: the server's URL */
+  const char    *api_key;       /* NS_BACKEND_REMOTE: its key, or NULL */
+  gboolean       want_edit;     /* NS_BACKEND_REMOTE: prefer the server's edit model */
 } NsModelKey;
 
-/* The loaded model's defaults (docs/model.md §9), from ns_request_resolve. */
+/* The loaded model's defaults for one mode (docs/model.md §9), from
+ * ns_request_resolve: they follow the mode, not the checkpoint's kind. */
 typedef struct {
+  char         *name;           /* the model's name (a server's model id) */
   NsModelKind   kind;
+  char         *mode_warning;   /* ns_model_mode_warning for the mode, or NULL */
   NsBackendKind backend;        /* the backend really used */
   char         *backend_note;   /* why AUTO chose the CPU, or NULL */
   char         *negative;       /* NULL when the model's kind could not be resolved */
@@ -49,9 +56,9 @@ typedef struct {
 
 NsController *ns_controller_new (void);
 gboolean      ns_controller_is_busy (NsController *self);
-/* Defaults of the loaded model, or NULL when none is loaded. Main thread,
- * valid until the next load. */
-const NsModelDefaults *ns_controller_get_defaults (NsController *self);
+/* Defaults of the loaded model for `mode`, or NULL when none is loaded.
+ * Main thread, valid until the next load. */
+const NsModelDefaults *ns_controller_get_defaults (NsController *self, NsMode mode);
 
 /* Loads the model for `key` unless it is already loaded. */
 void     ns_controller_load_async (NsController *self, const NsModelKey *key,
@@ -65,7 +72,8 @@ gboolean ns_controller_load_finish (NsController *self, GAsyncResult *result, GE
  * NS_ERROR_CANCELLED error). A `preview_every` of 0 becomes a VAE-decoded
  * preview every 8 token rows on the GPU (none on the CPU, where a decode
  * takes seconds). _finish also gives the run's recipe (the
- * request with every default resolved, the seed really used; image_index 0). */
+ * request with every default resolved, the seed really used; image_index 0;
+ * on a server, the server's model name and never its address or key). */
 void      ns_controller_run_async (NsController *self, const NsModelKey *key,
                                    const NsRequest *request, GCancellable *cancellable,
                                    GAsyncReadyCallback callback, gpointer user_data);

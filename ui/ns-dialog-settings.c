@@ -23,6 +23,8 @@ ns_dialog_settings_clear (NsDialogSettings *settings)
   g_free (settings->negative);
   g_free (settings->model_dir);
   g_free (settings->vae_dir);
+  g_free (settings->server);
+  g_free (settings->api_key);
   ns_dialog_settings_init (settings);
 }
 
@@ -34,6 +36,8 @@ ns_dialog_settings_copy (NsDialogSettings *dest, const NsDialogSettings *src)
   dest->negative = g_strdup (src->negative);
   dest->model_dir = g_strdup (src->model_dir);
   dest->vae_dir = g_strdup (src->vae_dir);
+  dest->server = g_strdup (src->server);
+  dest->api_key = g_strdup (src->api_key);
 }
 
 static gboolean
@@ -68,6 +72,8 @@ ns_dialog_settings_from_recipe (NsDialogSettings *settings, const NsRecipe *reci
   s.seed = recipe->seed;
   s.images = recipe->images;
   s.model_dir = g_strdup (recipe->model);
+  s.server = g_steal_pointer (&settings->server);
+  s.api_key = g_steal_pointer (&settings->api_key);
   ns_dialog_settings_clear (settings);
   *settings = s;
   return TRUE;

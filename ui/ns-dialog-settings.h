@@ -24,10 +24,14 @@ typedef struct {
   NsSeedMode     seed_mode;
   guint64        seed;          /* the fixed seed; on read-back, the last seed used */
   int            images;        /* per Generate, 1…8 */
+  gboolean       draft;         /* few steps, half size (ns-dialog.c DRAFT_STEPS) */
   NsWeightFormat weights;
   NsBackendKind  backend;
-  char          *model_dir;     /* NULL: ns_model_find */
+  char          *model_dir;     /* NULL: ns_model_find (remote: the server's choice) */
   char          *vae_dir;       /* NULL: ns_vae_find (not shown in the dialog) */
+  char          *server;        /* NS_BACKEND_REMOTE: the server's URL, or NULL */
+  char          *api_key;       /* the server's key, or NULL; saved with the plug-in's
+                                 * settings, never in a recipe */
 } NsDialogSettings;
 
 /* Defaults: generate, 512×512, model defaults, random seed, one image, auto. */
@@ -35,7 +39,8 @@ void     ns_dialog_settings_init (NsDialogSettings *settings);
 void     ns_dialog_settings_clear (NsDialogSettings *settings);
 void     ns_dialog_settings_copy (NsDialogSettings *dest, const NsDialogSettings *src);
 /* Settings that make the recipe's image again (fixed seed): the plug-in's
- * "regenerate"; change `seed`/`seed_mode` afterwards for "vary seed". */
+ * "regenerate"; change `seed`/`seed_mode` afterwards for "vary seed". The
+ * server and key are kept from `settings` (a recipe holds neither). */
 gboolean ns_dialog_settings_from_recipe (NsDialogSettings *settings, const NsRecipe *recipe,
                                          GError **error);
 

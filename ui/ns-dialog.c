@@ -12,6 +12,9 @@
 
 #define DOWNLOAD_COMMAND "hf download stepfun-ai/NextStep-1.1"
 #define MAX_IMAGES 8
+/* Draft runs, for trying prompts: few flow-matching steps, and new images
+ * at half the width and height (a quarter of the tokens). */
+#define DRAFT_STEPS 8
 
 typedef struct {
   int value;
@@ -43,6 +46,7 @@ static const Choice backend_choices[] = {
   { NS_BACKEND_AUTO, N_("Automatic") },
   { NS_BACKEND_CPU, N_("CPU") },
   { NS_BACKEND_CUDA, N_("NVIDIA GPU (CUDA)") },
+  { NS_BACKEND_REMOTE, N_("Server (nextstep serve, vLLM-Omni)") },
 };
 /* 16-px token grids the model was trained on (docs/model.md §10); 512² is advised. */
 static const struct { int width, height; } size_presets[] = {
@@ -53,6 +57,7 @@ struct _NsDialog {
   GtkBox parent_instance;
 
   NsController *controller;
+  GtkAccelGroup *accel_group;   /* Ctrl+Enter, on whichever window holds the dialog */
   GCancellable *cancellable;    /* of the job in flight */
   gboolean disposed, close_pending, reload_pending;
   char *model_dir;              /* NULL: none found yet */
@@ -69,15 +74,16 @@ struct _NsDialog {
   gint64 run_start_us, first_token_us;
   int first_token_done, images;
 
-  GtkWidget *info_bar, *info_label;
+  GtkWidget *info_bar, *info_label, *mode_warning;
   GtkWidget *model_chooser, *model_status, *model_missing;
   GtkWidget *mode_combo, *prompt_view, *negative_view, *negative_default_button;
   GtkWidget *size_combo, *width_spin, *height_spin;
   GtkWidget *steps_spin, *cfg_spin, *cfg_img_spin, *sampler_combo;
-  GtkWidget *seed_combo, *seed_spin, *seed_used_label, *images_spin;
+  GtkWidget *seed_combo, *seed_spin, *seed_used_label, *images_spin, *draft_check;
   GtkWidget *weights_combo, *backend_combo;
+  GtkWidget *server_entry, *key_entry, *test_button, *server_status;
   GtkWidget *preview, *progress, *history;
-  GtkWidget *generate_button, *stop_button, *insert_button, *close_button;
+  GtkWidget *generate_button, *stop_button, *insert_button, *close_button, *refine_button;
 };
 
 enum { SIGNAL_INSERT, SIGNAL_CLOSED, N_SIGNALS };
@@ -228,10 +234,29 @@ hbox_of (GtkWidget *first, ...)
 
 /* ---- State --------------------------------------------------------------- */
 
+static NsMode
+current_mode (NsDialog *self)
+{
+  return COMBO_GET (self->mode_combo, mode_choices);
+}
+
+static gboolean
+is_remote (NsDialog *self)
+{
+  return COMBO_GET (self->backend_combo, backend_choices) == NS_BACKEND_REMOTE;
+}
+
+/* A server needs no local folder. */
+static gboolean
+has_model (NsDialog *self)
+{
+  return is_remote (self) || self->model_dir != NULL;
+}
+
 static gboolean
 is_edit (NsDialog *self)
 {
-  return COMBO_GET (self->mode_combo, mode_choices) == NS_MODE_EDIT;
+  return current_mode (self) == NS_MODE_EDIT;
 }
 
 static void
@@ -241,10 +266,13 @@ update_sensitivity (NsDialog *self)
   gboolean edit = is_edit (self);
   gboolean custom = gtk_combo_box_get_active (GTK_COMBO_BOX (self->size_combo))
                     == (int) G_N_ELEMENTS (size_presets);
-  gtk_widget_set_sensitive (self->generate_button, !busy && self->model_dir != NULL);
+  gtk_widget_set_sensitive (self->generate_button, !busy && has_model (self));
+  gtk_widget_set_sensitive (self->model_chooser, !is_remote (self));
   gtk_widget_set_sensitive (self->stop_button, busy);
-  gtk_widget_set_sensitive (self->insert_button,
-                            ns_history_get_selected (NS_HISTORY (self->history)) >= 0);
+  gboolean have_result = ns_history_get_selected (NS_HISTORY (self->history)) >= 0;
+  gtk_widget_set_sensitive (self->insert_button, have_result);
+  gtk_widget_set_sensitive (self->refine_button,
+                            have_result && !busy && self->model_dir != NULL);
   gtk_widget_set_sensitive (self->size_combo, !edit);
   gtk_widget_set_sensitive (self->width_spin, !edit && custom);
   gtk_widget_set_sensitive (self->height_spin, !edit && custom);
@@ -283,15 +311,22 @@ fill_negative (NsDialog *self, const char *text)
   self->filling_negative = FALSE;
 }
 
-/* After a load: say what runs where, and show the model's default negative. */
+/* After a load or a mode change: say what runs where, warn when the
+ * checkpoint does not look made for the mode (it runs anyway), and show the
+ * mode's default negative. */
 static void
 show_model_state (NsDialog *self)
 {
-  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller);
+  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller,
+                                                                current_mode (self));
   if (defaults == NULL)
     return;
+  gtk_label_set_text (GTK_LABEL (self->mode_warning), defaults->mode_warning);
+  gtk_widget_set_visible (self->mode_warning, defaults->mode_warning != NULL);
   g_autofree char *status = NULL;
-  if (defaults->backend == NS_BACKEND_CUDA)
+  if (defaults->backend == NS_BACKEND_REMOTE)
+    status = g_strdup_printf (_("Connected; %s runs on the server."), defaults->name);
+  else if (defaults->backend == NS_BACKEND_CUDA)
     status = g_strdup (_("Model loaded; it runs on the GPU."));
   else if (defaults->backend_note != NULL)
     status = g_strdup_printf (_("Model loaded; it runs on the CPU (%s)."), defaults->backend_note);
@@ -337,14 +372,26 @@ job_running (NsDialog *self)
 
 /* ---- Model --------------------------------------------------------------- */
 
+/* The entry's text, NULL when empty; valid until the entry changes. */
+static const char *
+entry_text (GtkWidget *entry)
+{
+  const char *text = gtk_entry_get_text (GTK_ENTRY (entry));
+  return text[0] != '\0' ? text : NULL;
+}
+
+/* On a server the model is the server's choice for the mode. */
 static void
 model_key (NsDialog *self, NsModelKey *key)
 {
   *key = (NsModelKey) {
-    .model_dir = self->model_dir,
+    .model_dir = is_remote (self) ? NULL : self->model_dir,
     .vae_dir = self->vae_dir,
     .backend = COMBO_GET (self->backend_combo, backend_choices),
     .weights = COMBO_GET (self->weights_combo, weight_choices),
+    .server = entry_text (self->server_entry),
+    .api_key = entry_text (self->key_entry),
+    .want_edit = is_edit (self),
   };
 }
 
@@ -375,10 +422,16 @@ static void
 start_load (NsDialog *self)
 {
   self->reload_pending = ns_controller_is_busy (self->controller);
-  if (self->reload_pending || self->model_dir == NULL)
+  if (self->reload_pending || !has_model (self))
     return;
   NsModelKey key;
   model_key (self, &key);
+  if (key.backend == NS_BACKEND_REMOTE && key.server == NULL)
+    {
+      gtk_label_set_text (GTK_LABEL (self->model_status),
+                          _("Enter the server's address under Advanced."));
+      return;
+    }
   gtk_label_set_text (GTK_LABEL (self->model_status), _("Loading the model…"));
   job_prepare (self);
   ns_controller_load_async (self->controller, &key, self->cancellable, on_load_done,
@@ -585,12 +638,20 @@ get_source (NsDialog *self, NsImage *input)
   return rgba;
 }
 
-/* Fills `request` from the widgets; the strings belong to `strings`. */
+/* Half a side, on the 16-px token grid. */
+static int
+draft_side (int side)
+{
+  return MAX (16, side / 32 * 16);
+}
+
+/* Fills `request` from the widgets, as a draft when `draft`; the strings
+ * belong to `strings`. */
 static void
-build_request (NsDialog *self, NsRequest *request, GPtrArray *strings)
+build_request (NsDialog *self, NsRequest *request, GPtrArray *strings, gboolean draft)
 {
   ns_request_init (request);
-  request->mode = is_edit (self) ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  request->mode = current_mode (self);
   g_ptr_array_add (strings, g_strstrip (text_view_get (self->prompt_view)));
   request->prompt = g_ptr_array_index (strings, strings->len - 1);
   if (!self->negative_default)
@@ -609,40 +670,78 @@ build_request (NsDialog *self, NsRequest *request, GPtrArray *strings)
   request->cfg_img = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_img_spin));
   request->sampler = COMBO_GET (self->sampler_combo, sampler_choices);
   request->seed = next_seed (self);
+  if (!draft)
+    return;
+  request->steps = DRAFT_STEPS;
+  /* An edit keeps its source's size: only its steps go down. */
+  request->width = request->mode == NS_MODE_GENERATE ? draft_side (request->width) : 0;
+  request->height = request->mode == NS_MODE_GENERATE ? draft_side (request->height) : 0;
 }
 
-void
-ns_dialog_generate (NsDialog *self)
+/* Starts `request` (built by build_request) unless something is missing. */
+static void
+start_run (NsDialog *self, NsRequest *request)
 {
-  g_return_if_fail (NS_IS_DIALOG (self));
-  if (ns_controller_is_busy (self->controller) || self->model_dir == NULL)
-    return;
-  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
-  NsRequest request;
-  build_request (self, &request, strings);
-  if (request.prompt[0] == '\0')
+  if (request->prompt[0] == '\0')
     {
-      show_error (self, request.mode == NS_MODE_EDIT
+      show_error (self, request->mode == NS_MODE_EDIT
                         ? _("Write an instruction first, for example “make the sky stormy”.")
                         : _("Write a prompt first: describe the image you want."));
       return;
     }
   g_autoptr (GBytes) source = NULL;
-  if (request.mode == NS_MODE_EDIT && (source = get_source (self, &request.input)) == NULL)
+  if (request->mode == NS_MODE_EDIT && (source = get_source (self, &request->input)) == NULL)
     return;
 
   NsModelKey key;
   model_key (self, &key);
-  self->images = request.images;
+  self->images = request->images;
   self->run_start_us = g_get_monotonic_time ();
   self->first_token_us = 0;
   ns_preview_area_clear (NS_PREVIEW_AREA (self->preview));
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress), 0);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (self->progress), _("Starting…"));
   job_prepare (self);
-  ns_controller_run_async (self->controller, &key, &request, self->cancellable, on_run_done,
+  ns_controller_run_async (self->controller, &key, request, self->cancellable, on_run_done,
                            g_object_ref (self));
   job_running (self);
+}
+
+void
+ns_dialog_generate (NsDialog *self)
+{
+  g_return_if_fail (NS_IS_DIALOG (self));
+  if (ns_controller_is_busy (self->controller) || !has_model (self))
+    return;
+  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
+  NsRequest request;
+  build_request (self, &request, strings,
+                 gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check)));
+  start_run (self, &request);
+}
+
+void
+ns_dialog_refine (NsDialog *self)
+{
+  g_return_if_fail (NS_IS_DIALOG (self));
+  int index = ns_history_get_selected (NS_HISTORY (self->history));
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  if (ns_controller_is_busy (self->controller) || self->model_dir == NULL || index < 0
+      || !ns_history_get_item (NS_HISTORY (self->history), index, &rgba, &width, &height, &json))
+    return;
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, -1, NULL);
+  if (recipe == NULL)
+    return;
+  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
+  NsRequest request;
+  build_request (self, &request, strings, FALSE);
+  /* The chosen result's own prompt and seed, at the settings shown. */
+  request.prompt = recipe->prompt;
+  request.negative = recipe->negative;
+  request.seed = recipe->seed;
+  start_run (self, &request);
 }
 
 void
@@ -698,6 +797,7 @@ static void
 on_mode_changed (NsDialog *self)
 {
   discover_model (self);
+  show_model_state (self);
   update_sensitivity (self);
 }
 
@@ -725,7 +825,8 @@ on_negative_edited (NsDialog *self)
 static void
 on_negative_default_clicked (NsDialog *self)
 {
-  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller);
+  const NsModelDefaults *defaults = ns_controller_get_defaults (self->controller,
+                                                                current_mode (self));
   fill_negative (self, defaults != NULL ? defaults->negative : "");
   self->negative_default = TRUE;
   update_sensitivity (self);
@@ -766,7 +867,109 @@ build_model_section (NsDialog *self)
   gtk_box_pack_start (GTK_BOX (box), self->model_status, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (box), self->model_missing, FALSE, FALSE, 0);
   gtk_widget_set_no_show_all (self->model_missing, TRUE);
+  self->mode_warning = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (self->mode_warning), 0);
+  gtk_label_set_line_wrap (GTK_LABEL (self->mode_warning), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (self->mode_warning), 50);
+  gtk_style_context_add_class (gtk_widget_get_style_context (self->mode_warning),
+                               GTK_STYLE_CLASS_WARNING);
+  gtk_box_pack_start (GTK_BOX (box), self->mode_warning, FALSE, FALSE, 0);
+  gtk_widget_set_no_show_all (self->mode_warning, TRUE);
   return box;
+}
+
+/* ---- Server ---------------------------------------------------------------- */
+
+static void
+list_models_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  char **args = data;   /* server, key */
+  GError *error = NULL;
+  (void) source;
+  GPtrArray *models = ns_server_list_models (args[0], args[1], cancellable, &error);
+  if (models == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, models, (GDestroyNotify) g_ptr_array_unref);
+}
+
+/* "Connected: stepfun-ai/NextStep-1.1 (generate, previews)" */
+static char *
+describe_models (GPtrArray *models)
+{
+  g_autoptr (GString) text = g_string_new (_("Connected:"));
+  for (guint i = 0; i < models->len; i++)
+    {
+      const NsServerModel *m = models->pdata[i];
+      g_string_append_printf (text, "%s %s (%s%s)", i ? "," : "", m->id,
+                              m->nextstep ? _("generate, edit") : _("generate"),
+                              m->nextstep ? _(", previews") : "");
+    }
+  if (models->len == 0)
+    g_string_append (text, _(" the server offers no model."));
+  return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+static void
+on_test_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  NsDialog *self = NS_DIALOG (source);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) models = g_task_propagate_pointer (G_TASK (result), &error);
+  (void) user_data;
+  if (self->disposed)
+    return;
+  g_autofree char *text = models != NULL ? describe_models (models) : g_strdup (error->message);
+  gtk_label_set_text (GTK_LABEL (self->server_status), text);
+  gtk_widget_set_sensitive (self->test_button, TRUE);
+}
+
+/* Asks the server what it offers, off the main thread. */
+static void
+on_test_clicked (NsDialog *self)
+{
+  const char *server = entry_text (self->server_entry);
+  if (server == NULL)
+    {
+      gtk_label_set_text (GTK_LABEL (self->server_status),
+                          _("Enter the server's address, for example http://gpu-box:8000."));
+      return;
+    }
+  char **args = g_new0 (char *, 3);
+  args[0] = g_strdup (server);
+  args[1] = g_strdup (entry_text (self->key_entry));
+  GTask *task = g_task_new (self, NULL, on_test_done, NULL);
+  g_task_set_task_data (task, args, (GDestroyNotify) g_strfreev);
+  gtk_label_set_text (GTK_LABEL (self->server_status), _("Connecting…"));
+  gtk_widget_set_sensitive (self->test_button, FALSE);
+  g_task_run_in_thread (task, list_models_thread);
+  g_object_unref (task);
+}
+
+static void
+build_server_rows (NsDialog *self, GtkWidget *grid, int *row)
+{
+  self->server_entry = gtk_entry_new ();
+  gtk_entry_set_placeholder_text (GTK_ENTRY (self->server_entry), "http://gpu-box:8000");
+  gtk_widget_set_tooltip_text (self->server_entry,
+                               _("With Hardware set to Server: the address of a machine "
+                                 "running `nextstep serve` or vLLM-Omni"));
+  self->key_entry = gtk_entry_new ();
+  gtk_entry_set_visibility (GTK_ENTRY (self->key_entry), FALSE);
+  gtk_widget_set_tooltip_text (self->key_entry, _("The server's API key, if it needs one. "
+                                                  "Kept with this plug-in's settings, never "
+                                                  "in the image."));
+  self->test_button = gtk_button_new_with_mnemonic (_("_Test Connection"));
+  self->server_status = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (self->server_status), 0);
+  gtk_label_set_line_wrap (GTK_LABEL (self->server_status), TRUE);
+  gtk_label_set_selectable (GTK_LABEL (self->server_status), TRUE);
+  grid_row (grid, row, _("Ser_ver:"), hbox_of (self->server_entry, self->test_button, NULL));
+  grid_row (grid, row, _("API _key:"), self->key_entry);
+  grid_row (grid, row, "", self->server_status);
+  g_signal_connect_swapped (self->test_button, "clicked", G_CALLBACK (on_test_clicked), self);
+  g_signal_connect_swapped (self->server_entry, "activate", G_CALLBACK (on_load_options_changed),
+                            self);
 }
 
 static GtkWidget *
@@ -782,6 +985,7 @@ build_advanced (NsDialog *self)
   grid_row (grid, &row, _("_Hardware:"), self->backend_combo);
   g_signal_connect_swapped (self->weights_combo, "changed", G_CALLBACK (on_load_options_changed), self);
   g_signal_connect_swapped (self->backend_combo, "changed", G_CALLBACK (on_load_options_changed), self);
+  build_server_rows (self, grid, &row);
   GtkWidget *expander = gtk_expander_new_with_mnemonic (_("Ad_vanced"));
   gtk_container_add (GTK_CONTAINER (expander), grid);
   return expander;
@@ -833,6 +1037,13 @@ build_settings (NsDialog *self)
                                                self->seed_used_label, NULL));
   self->images_spin = spin_new (1, MAX_IMAGES, 1, 0, FALSE);
   grid_row (grid, &row, _("Images per _run:"), self->images_spin);
+  g_autofree char *draft = g_strdup_printf (_("_Draft: %d steps, new images at half the "
+                                              "width and height"), DRAFT_STEPS);
+  self->draft_check = gtk_check_button_new_with_mnemonic (draft);
+  gtk_widget_set_tooltip_text (self->draft_check,
+                               _("Quick runs to try prompts; Refine makes the chosen one "
+                                 "again at the settings above"));
+  gtk_grid_attach (GTK_GRID (grid), self->draft_check, 1, row++, 1, 1);
   gtk_grid_attach (GTK_GRID (grid), build_advanced (self), 0, row++, 2, 1);
 
   g_signal_connect_swapped (self->mode_combo, "changed", G_CALLBACK (on_mode_changed), self);
@@ -871,18 +1082,66 @@ build_buttons (NsDialog *self)
   self->stop_button = gtk_button_new_with_mnemonic (_("_Stop"));
   self->insert_button = gtk_button_new_with_mnemonic (_("_Insert"));
   self->generate_button = gtk_button_new_with_mnemonic (_("_Generate"));
+  self->refine_button = gtk_button_new_with_mnemonic (_("Re_fine"));
+  gtk_widget_set_tooltip_text (self->refine_button,
+                               _("Make the selected result again with its prompt and seed, "
+                                 "at the settings shown and without Draft"));
   gtk_widget_set_tooltip_text (self->insert_button, _("Add the selected result to the image"));
   gtk_style_context_add_class (gtk_widget_get_style_context (self->generate_button),
                                GTK_STYLE_CLASS_SUGGESTED_ACTION);
   GtkWidget *buttons[] = { self->close_button, self->stop_button, self->insert_button,
-                           self->generate_button };
+                           self->refine_button, self->generate_button };
   for (guint i = 0; i < G_N_ELEMENTS (buttons); i++)
     gtk_box_pack_start (GTK_BOX (box), buttons[i], FALSE, FALSE, 0);
   g_signal_connect_swapped (self->generate_button, "clicked", G_CALLBACK (ns_dialog_generate), self);
   g_signal_connect_swapped (self->stop_button, "clicked", G_CALLBACK (ns_dialog_stop), self);
+  g_signal_connect_swapped (self->refine_button, "clicked", G_CALLBACK (ns_dialog_refine), self);
   g_signal_connect_swapped (self->insert_button, "clicked", G_CALLBACK (on_insert_clicked), self);
   g_signal_connect_swapped (self->close_button, "clicked", G_CALLBACK (ns_dialog_close), self);
   return box;
+}
+
+/* Ctrl+Enter generates from anywhere in the window, the prompt included
+ * (where a plain Enter starts a new line), and typing starts in the prompt.
+ * Both need the toplevel, which exists only once the dialog is packed. */
+static void
+on_hierarchy_changed (NsDialog *self, GtkWidget *previous_toplevel)
+{
+  GtkWidget *toplevel = gtk_widget_get_toplevel (GTK_WIDGET (self));
+  if (GTK_IS_WINDOW (previous_toplevel))
+    gtk_window_remove_accel_group (GTK_WINDOW (previous_toplevel), self->accel_group);
+  if (!GTK_IS_WINDOW (toplevel))
+    return;
+  gtk_window_add_accel_group (GTK_WINDOW (toplevel), self->accel_group);
+  gtk_widget_grab_focus (self->prompt_view);
+}
+
+/* A text view would take Ctrl+Enter as a new line before the window's
+ * accelerator sees it whenever Generate is off (a load or a run going on):
+ * it never means a new line in a prompt. */
+static gboolean
+on_text_key_press (GtkWidget *view, GdkEventKey *event, NsDialog *self)
+{
+  (void) view;
+  gboolean enter = event->keyval == GDK_KEY_Return || event->keyval == GDK_KEY_KP_Enter;
+  if (!enter || !(event->state & GDK_CONTROL_MASK))
+    return FALSE;
+  gtk_widget_activate (self->generate_button);
+  return TRUE;
+}
+
+static void
+add_generate_accelerators (NsDialog *self)
+{
+  self->accel_group = gtk_accel_group_new ();
+  gtk_widget_add_accelerator (self->generate_button, "clicked", self->accel_group,
+                              GDK_KEY_Return, GDK_CONTROL_MASK, GTK_ACCEL_VISIBLE);
+  gtk_widget_add_accelerator (self->generate_button, "clicked", self->accel_group,
+                              GDK_KEY_KP_Enter, GDK_CONTROL_MASK, 0);
+  gtk_widget_set_tooltip_text (self->generate_button, _("Generate (Ctrl+Enter)"));
+  g_signal_connect (self, "hierarchy-changed", G_CALLBACK (on_hierarchy_changed), NULL);
+  g_signal_connect (self->prompt_view, "key-press-event", G_CALLBACK (on_text_key_press), self);
+  g_signal_connect (self->negative_view, "key-press-event", G_CALLBACK (on_text_key_press), self);
 }
 
 static void
@@ -917,6 +1176,7 @@ ns_dialog_init (NsDialog *self)
   gtk_box_pack_start (GTK_BOX (self), self->info_bar, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (self), columns, TRUE, TRUE, 0);
   gtk_box_pack_start (GTK_BOX (self), build_buttons (self), FALSE, FALSE, 0);
+  add_generate_accelerators (self);
   gtk_widget_show_all (GTK_WIDGET (self));
 }
 
@@ -953,8 +1213,11 @@ ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
   COMBO_SET (self->seed_combo, seed_choices, s->seed_mode);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seed_spin), (double) s->seed);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->images_spin), s->images);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->draft_check), s->draft);
   g_free (self->vae_dir);
   self->vae_dir = g_strdup (s->vae_dir);
+  gtk_entry_set_text (GTK_ENTRY (self->server_entry), s->server ? s->server : "");
+  gtk_entry_set_text (GTK_ENTRY (self->key_entry), s->api_key ? s->api_key : "");
   /* Changing these may start a load: set them, then pick the folder once. */
   g_signal_handlers_block_by_func (self->weights_combo, on_load_options_changed, self);
   g_signal_handlers_block_by_func (self->backend_combo, on_load_options_changed, self);
@@ -969,6 +1232,7 @@ ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
     set_model_dir (self, s->model_dir, FALSE);
   else
     discover_model (self);
+  show_model_state (self);
   update_sensitivity (self);
 }
 
@@ -977,7 +1241,7 @@ ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
 {
   g_return_if_fail (NS_IS_DIALOG (self) && s != NULL);
   ns_dialog_settings_init (s);
-  s->mode = COMBO_GET (self->mode_combo, mode_choices);
+  s->mode = current_mode (self);
   s->prompt = text_view_get (self->prompt_view);
   s->negative = self->negative_default ? NULL : text_view_get (self->negative_view);
   s->width = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->width_spin));
@@ -989,10 +1253,13 @@ ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
   s->seed_mode = COMBO_GET (self->seed_combo, seed_choices);
   s->seed = (guint64) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
   s->images = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->images_spin));
+  s->draft = gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check));
   s->weights = COMBO_GET (self->weights_combo, weight_choices);
   s->backend = COMBO_GET (self->backend_combo, backend_choices);
   s->model_dir = self->model_dir_auto ? NULL : g_strdup (self->model_dir);
   s->vae_dir = g_strdup (self->vae_dir);
+  s->server = g_strdup (entry_text (self->server_entry));
+  s->api_key = g_strdup (entry_text (self->key_entry));
 }
 
 void
@@ -1022,9 +1289,13 @@ ns_dialog_get_part (NsDialog *self, const char *name)
     { "prompt", self->prompt_view }, { "negative", self->negative_view },
     { "generate", self->generate_button }, { "stop", self->stop_button },
     { "insert", self->insert_button }, { "close", self->close_button },
+    { "refine", self->refine_button }, { "draft", self->draft_check },
     { "preview", self->preview }, { "history", self->history },
     { "progress", self->progress }, { "error", self->info_bar },
     { "seed-used", self->seed_used_label }, { "model-missing", self->model_missing },
+    { "server", self->server_entry }, { "api-key", self->key_entry },
+    { "test-connection", self->test_button }, { "server-status", self->server_status },
+    { "mode-warning", self->mode_warning },
   };
   for (guint i = 0; i < G_N_ELEMENTS (parts); i++)
     if (g_strcmp0 (parts[i].name, name) == 0)
@@ -1063,6 +1334,8 @@ ns_dialog_finalize (GObject *object)
   NsDialog *self = NS_DIALOG (object);
   g_free (self->model_dir);
   g_free (self->vae_dir);
+  /* Not in dispose: unparenting there still removes it from the window. */
+  g_object_unref (self->accel_group);
   G_OBJECT_CLASS (ns_dialog_parent_class)->finalize (object);
 }
 

@@ -48,14 +48,17 @@ gboolean   ns_dialog_is_busy (NsDialog *self);
 /* What the buttons do. */
 void       ns_dialog_generate (NsDialog *self);
 void       ns_dialog_stop (NsDialog *self);
+/* Runs the selected result's prompt and seed again at the settings shown,
+ * Draft off: the full version of a draft. */
+void       ns_dialog_refine (NsDialog *self);
 /* Stops a run or load, then emits "closed" once the worker is done. */
 void       ns_dialog_close (NsDialog *self);
 
 /* A part of the dialog, for tests and for screenshots: "prompt" (GtkTextView),
- * "negative" (GtkTextView), "generate", "stop", "insert", "close" (GtkButton),
- * "preview" (NsPreviewArea), "history" (NsHistory), "progress" (GtkProgressBar),
- * "error" (GtkInfoBar), "seed-used" and "model-missing" (GtkLabel). NULL for an
- * unknown name. */
+ * "negative" (GtkTextView), "generate", "stop", "insert", "close", "refine"
+ * (GtkButton), "draft" (GtkCheckButton), "preview" (NsPreviewArea), "history"
+ * (NsHistory), "progress" (GtkProgressBar), "error" (GtkInfoBar), "seed-used",
+ * "model-missing" and "mode-warning" (GtkLabel). NULL for an unknown name. */
 GtkWidget *ns_dialog_get_part (NsDialog *self, const char *name);
 /* The dialog's engine driver (for tests: its "worker-token" hook). */
 NsController *ns_dialog_get_controller (NsDialog *self);

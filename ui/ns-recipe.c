@@ -220,10 +220,11 @@ read_recipe (JsonObject *object, NsRecipe *recipe, GError **error)
 }
 
 NsRecipe *
-ns_recipe_from_json (const char *json, GError **error)
+ns_recipe_from_json (const char *json, gssize length, GError **error)
 {
   g_return_val_if_fail (json != NULL, NULL);
-  g_autoptr (JsonObject) object = ns_json_load_object (json, strlen (json), "The recipe",
+  gsize size = length < 0 ? strlen (json) : (gsize) length;
+  g_autoptr (JsonObject) object = ns_json_load_object (json, size, "The recipe",
                                                       "it is damaged or was not written by "
                                                       "gimp-nextstep", 0, error);
   if (object == NULL)

@@ -2,9 +2,9 @@
  * it again, as a small JSON object.
  *
  * The plug-in stores it in the `nextstep-recipe` parasite and reads it back
- * to pre-fill "regenerate / vary seed". Needs only GLib and json-glib (no
- * GTK, no engine), so the plug-in and tests may link it on its own through
- * `ns_recipe_dep`. Enumerated values are kept as the engine's names
+ * to pre-fill "regenerate / vary seed". Needs only GLib, json-glib and the
+ * engine's JSON loader (no GTK), so the plug-in and tests may link it on its
+ * own through `ns_recipe_dep`. Enumerated values are kept as the engine's names
  * ("generate", "hf-sde", "cpu", "bf16" …) so the JSON stays readable.
  */
 #pragma once
@@ -43,10 +43,11 @@ void      ns_recipe_free (NsRecipe *recipe);
 
 /* Pretty-printed JSON text; never fails (NULL strings become null). */
 char     *ns_recipe_to_json (const NsRecipe *recipe);
-/* Parses and checks a recipe; NULL and an NS_ERROR_FORMAT error naming the
- * field when it is malformed. Unknown fields are ignored (newer minor
- * versions may add some). */
-NsRecipe *ns_recipe_from_json (const char *json, GError **error);
+/* Parses and checks a recipe of @length bytes (-1: up to the NUL; a NUL
+ * inside @length bytes is damage, refused); NULL and an NS_ERROR_FORMAT
+ * error naming the field when it is malformed. Unknown fields are ignored
+ * (newer minor versions may add some). */
+NsRecipe *ns_recipe_from_json (const char *json, gssize length, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NsRecipe, ns_recipe_free)
 

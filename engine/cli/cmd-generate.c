@@ -13,7 +13,7 @@
 typedef struct {
   char *model, *vae, *prompt, *positive, *negative, *cfg_schedule, *sampler, *use_norm;
   char *seed, *noise, *save_tokens, *backend, *preview_dir, *output, *image;
-  char *weights, *memory_cap, *quant_min;
+  char *weights, *memory_cap, *quant_min, *server, *api_key;
   int width, height, images, steps, threads;
   double cfg, cfg_img, shift;
   gboolean quiet, timings;
@@ -25,7 +25,7 @@ args_clear (Args *a)
   char *strs[] = { a->model, a->vae, a->prompt, a->positive, a->negative, a->cfg_schedule,
                    a->sampler, a->use_norm, a->seed, a->noise, a->save_tokens, a->backend,
                    a->preview_dir, a->output, a->image, a->weights, a->memory_cap,
-                   a->quant_min };
+                   a->quant_min, a->server, a->api_key };
   for (size_t i = 0; i < G_N_ELEMENTS (strs); i++)
     g_free (strs[i]);
 }
@@ -82,7 +82,10 @@ parse_choices (const Args *a, NsRequest *r, NsLoadOptions *lo, GError **error)
                         "--sampler %s: use hf-sde, gh-grid or ode", a->sampler), FALSE;
   if (a->backend && !ns_backend_from_name (a->backend, &lo->backend))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                        "--backend %s: use auto, cpu or cuda", a->backend), FALSE;
+                        "--backend %s: use auto, cpu, cuda or remote", a->backend), FALSE;
+  if ((lo->backend == NS_BACKEND_REMOTE) != (a->server != NULL))
+    return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                        "--backend remote and --server URL go together"), FALSE;
   if (a->weights && !ns_weight_format_from_name (a->weights, &lo->weights))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
                         "--weights %s: use auto, bf16, fp8 or int8", a->weights), FALSE;
@@ -153,7 +156,7 @@ say_choices (const NsModel *model, const NsLoadOptions *lo, NsCliProgress *progr
     fputc ('\n', stderr);   /* keep the loading line */
   if (ns_model_get_backend_note (model) && lo->backend == NS_BACKEND_AUTO)
     fprintf (stderr, "Running on the CPU: %s\n", ns_model_get_backend_note (model));
-  if (lo->weights != NS_WEIGHTS_AUTO)
+  if (lo->weights != NS_WEIGHTS_AUTO || lo->backend == NS_BACKEND_REMOTE)
     return;
   gboolean cpu = ns_model_get_backend (model) == NS_BACKEND_CPU;
   NsWeightFormat chosen = ns_model_get_weight_format (model);
@@ -218,12 +221,18 @@ run_request (Args *a, gboolean edit)
   r.shift = a->shift;
   r.noise_file = a->noise;
 
-  g_autofree char *model_dir = ns_model_find (a->model, edit, &error);
-  if (model_dir == NULL)
+  /* Remote: --model names the server's model (default: the server's). */
+  g_autofree char *model_dir = lo.backend == NS_BACKEND_REMOTE ? g_strdup (a->model)
+                                                               : ns_model_find (a->model, edit,
+                                                                                &error);
+  if (model_dir == NULL && lo.backend != NS_BACKEND_REMOTE)
     return fail (error);
   lo.model_dir = model_dir;
   lo.vae_dir = a->vae;
   lo.threads = a->threads;
+  lo.server = a->server;
+  lo.api_key = a->api_key;
+  lo.want_edit = edit;
   RunView view = { .preview_dir = a->preview_dir };
   NsCliProgress *progress = &view.progress;
   ns_cli_progress_init (progress, a->quiet);
@@ -274,7 +283,8 @@ command (int argc, char **argv, gboolean edit)
   /* Prompt texts are FILENAME options: taken byte for byte (UTF-8 is checked
    * by the tokenizer), never converted from the locale's charset. */
   GOptionEntry common[] = {
-    { "model", 0, 0, G_OPTION_ARG_FILENAME, &a.model, "Model folder (default: search)", "DIR" },
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &a.model,
+      "Model folder (default: search); remote: the server's model name", "DIR" },
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &a.vae, "VAE folder (default: beside the model)", "DIR" },
     { "prompt", 0, 0, G_OPTION_ARG_FILENAME, &a.prompt,
       edit ? "Editing instruction" : "Caption", "TEXT" },
@@ -293,7 +303,10 @@ command (int argc, char **argv, gboolean edit)
     { "noise", 0, 0, G_OPTION_ARG_FILENAME, &a.noise, "Take the draws from a golden run file", "FILE" },
     { "save-tokens", 0, 0, G_OPTION_ARG_FILENAME, &a.save_tokens,
       "Write tokens, latents, decoded and image_u8 as safetensors", "FILE" },
-    { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu or cuda", "NAME" },
+    { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu, cuda or remote", "NAME" },
+    { "server", 0, 0, G_OPTION_ARG_STRING, &a.server,
+      "With --backend remote: the server (nextstep serve, vLLM-Omni)", "URL" },
+    { "api-key", 0, 0, G_OPTION_ARG_STRING, &a.api_key, "The server's API key", "KEY" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights,
       "auto, bf16, fp8 or int8 (auto: bf16 when it fits in GPU memory or RAM, else int8)", "FORMAT" },

@@ -443,15 +443,55 @@ print_report (JsonNode *root, gboolean as_json)
     print_members (json_node_get_object (root), 0);
 }
 
+/* `inspect --server URL`: what the server offers, per model. */
+static int
+inspect_server (const char *prog, const char *server, const char *api_key, gboolean as_json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) models = ns_server_list_models (server, api_key, NULL, &error);
+  if (models == NULL)
+    {
+      fprintf (stderr, "%s: %s\n", prog, error->message);
+      return 1;
+    }
+  Report r = { json_builder_new (), NULL };
+  json_builder_begin_object (r.out);
+  set_string (&r, "server", server);
+  json_builder_set_member_name (r.out, "models");
+  json_builder_begin_object (r.out);
+  for (guint i = 0; i < models->len; i++)
+    {
+      const NsServerModel *sm = models->pdata[i];
+      json_builder_set_member_name (r.out, sm->id);
+      json_builder_begin_object (r.out);
+      set_string (&r, "kind", sm->kind == NS_MODEL_KIND_EDIT ? "edit" : "t2i");
+      /* Only `nextstep serve` edits and streams previews (vLLM-Omni: text to image). */
+      set_bool (&r, "generate", TRUE);
+      set_bool (&r, "edit", sm->nextstep);
+      set_bool (&r, "previews", sm->nextstep);
+      set_string (&r, "server_kind", sm->nextstep ? "nextstep serve" : "OpenAI-style (vLLM-Omni)");
+      json_builder_end_object (r.out);
+    }
+  json_builder_end_object (r.out);
+  json_builder_end_object (r.out);
+  g_autoptr (JsonNode) root = json_builder_get_root (r.out);
+  print_report (root, as_json);
+  g_object_unref (r.out);
+  return models->len > 0 ? 0 : 1;
+}
+
 int
 ns_cmd_inspect (int argc, char **argv)
 {
-  g_autofree char *vae_opt = NULL;
+  g_autofree char *vae_opt = NULL, *server = NULL, *api_key = NULL;
   gboolean as_json = FALSE;
   GOptionEntry entries[] = {
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_opt,
       "VAE folder (default: beside the model, or in the Hugging Face cache)", "DIR" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &as_json, "Print one JSON object", NULL },
+    { "server", 0, 0, G_OPTION_ARG_STRING, &server,
+      "Show what an image server offers instead (nextstep serve, vLLM-Omni)", "URL" },
+    { "api-key", 0, 0, G_OPTION_ARG_STRING, &api_key, "The server's API key", "KEY" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (
@@ -467,6 +507,8 @@ ns_cmd_inspect (int argc, char **argv)
       fprintf (stderr, "%s: %s\n", argv[0], error ? error->message : "too many arguments");
       return 2;
     }
+  if (server != NULL)
+    return inspect_server (argv[0], server, api_key, as_json);
   g_autofree char *dir = ns_model_find (argc == 2 ? argv[1] : NULL, FALSE, &error);
   if (dir == NULL)
     {

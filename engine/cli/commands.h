@@ -9,5 +9,6 @@ int ns_cmd_generate (int argc, char **argv);
 int ns_cmd_edit (int argc, char **argv);
 int ns_cmd_bench (int argc, char **argv);
 int ns_cmd_convert (int argc, char **argv);
+int ns_cmd_serve (int argc, char **argv);
 /* `nextstep bench tokenizer …` (lives beside the tokenize command). */
 int ns_bench_tokenizer (int argc, char **argv);

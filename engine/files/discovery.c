@@ -11,7 +11,7 @@
 /* ---- Enum names ------------------------------------------------------------ */
 
 static const char *const sampler_names[] = { "hf-sde", "gh-grid", "ode" };
-static const char *const backend_names[] = { "auto", "cpu", "cuda" };
+static const char *const backend_names[] = { "auto", "cpu", "cuda", "remote" };
 static const char *const weight_names[] = { "auto", "bf16", "fp8", "int8" };
 
 static const char *

@@ -1,6 +1,4 @@
 /* json-load.c — see json-load.h. */
-#include <string.h>
-
 #include "nextstep.h"
 #include "files/json-load.h"
 #include "files/json-scan.h"
@@ -58,20 +56,13 @@ check_document (const char *json, gsize size, const char *label, const char *hin
   g_auto (NsJsonScan) s;
   ns_json_scan_init (&s, json, size, what, error);
   s.hint = hint;
-  /* json-glib 1.6 accepts a UTF-8 byte order mark, so this does too. */
-  if (size >= 3 && memcmp (json, "\xEF\xBB\xBF", 3) == 0)
-    s.p += 3;
+  ns_json_scan_skip_bom (&s);
   ns_json_scan_skip_ws (&s);
   *start = s.p;
   if (!check_value (&s, 0, (flags & NS_JSON_UNIQUE_KEYS) != 0))
     return FALSE;
   *end = s.p;
-  ns_json_scan_skip_ws (&s);
-  /* Two documents back to back are what a re-download appended to an
-   * older file leaves. */
-  return s.p == s.end
-         || ns_json_scan_unexpected (&s, "nothing after the first JSON value (is a second "
-                                     "document or the rest of an older file appended?)");
+  return ns_json_scan_expect_end (&s);
 }
 
 /* ---- the tree ---- */

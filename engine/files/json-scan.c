@@ -77,6 +77,24 @@ ns_json_scan_accept (NsJsonScan *s, char c)
   return TRUE;
 }
 
+void
+ns_json_scan_skip_bom (NsJsonScan *s)
+{
+  if (s->p == s->doc && s->end - s->p >= 3 && memcmp (s->p, "\xEF\xBB\xBF", 3) == 0)
+    s->p += 3;
+}
+
+/* Two documents back to back are what a re-download appended to an older
+ * file leaves. */
+gboolean
+ns_json_scan_expect_end (NsJsonScan *s)
+{
+  ns_json_scan_skip_ws (s);
+  return s->p == s->end
+         || ns_json_scan_unexpected (s, "nothing after the first JSON value (is a second "
+                                     "document or the rest of an older file appended?)");
+}
+
 /* ---- strings ---- */
 
 static void

@@ -65,6 +65,12 @@ gboolean ns_json_scan_append_string (NsJsonScan *s);
 /* Whether the string in s->buf is `name`. */
 gboolean ns_json_scan_key_is (const NsJsonScan *s, const char *name);
 
+/* Moves past a UTF-8 byte order mark at the start (json-glib 1.6 accepts
+ * one, and so do Python's and serde's readers of files that have it). */
+void     ns_json_scan_skip_bom (NsJsonScan *s);
+/* After the value: only whitespace may follow. */
+gboolean ns_json_scan_expect_end (NsJsonScan *s);
+
 /* The number at s->p. *value: its integer part; *integer: whether it has
  * no fraction and no exponent. Integers outside the 64-bit range and
  * numbers that are not finite as doubles (1e999) are refused: readers

@@ -145,9 +145,8 @@ ns_png_load_rgba (const char *path, int *width, int *height, GError **error)
   return rgba;
 }
 
-gboolean
-ns_png_save_rgba (const char *path, const guint8 *rgba, int width, int height,
-                  GError **error)
+GBytes *
+ns_png_encode_rgba (const guint8 *rgba, int width, int height, GError **error)
 {
   png_image img;
   memset (&img, 0, sizeof img);
@@ -155,10 +154,33 @@ ns_png_save_rgba (const char *path, const guint8 *rgba, int width, int height,
   img.width = width;
   img.height = height;
   img.format = PNG_FORMAT_RGBA;
-  if (!png_image_write_to_file (&img, path, 0, rgba, width * 4, NULL))
+  png_alloc_size_t size = 0;
+  guint8 *data = NULL;
+  /* The first call measures, the second writes. */
+  if (!png_image_write_to_memory (&img, NULL, &size, 0, rgba, width * 4, NULL)
+      || !png_image_write_to_memory (&img, data = g_malloc (size), &size, 0, rgba, width * 4,
+                                     NULL))
+    {
+      g_free (data);
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT, "Cannot encode a %d×%d PNG: %s",
+                   width, height, img.message);
+      return NULL;
+    }
+  return g_bytes_new_take (data, size);
+}
+
+gboolean
+ns_png_save_rgba (const char *path, const guint8 *rgba, int width, int height,
+                  GError **error)
+{
+  g_autoptr (GBytes) png = ns_png_encode_rgba (rgba, width, height, error);
+  g_autoptr (GError) local = NULL;
+  if (png == NULL)
+    return FALSE;
+  if (!g_file_set_contents (path, g_bytes_get_data (png, NULL), g_bytes_get_size (png), &local))
     {
       g_set_error (error, NS_ERROR, NS_ERROR_FILE, "Cannot write %s: %s; check that the "
-                   "folder exists and is writable", path, img.message);
+                   "folder exists and is writable", path, local->message);
       return FALSE;
     }
   return TRUE;

@@ -24,6 +24,9 @@ guint8 *ns_png_read_rgba (const guint8 *data, gsize size, const char *label,
  * cannot be opened). */
 guint8 *ns_png_load_rgba (const char *path, int *width, int *height, GError **error);
 
+/* WIDTH × HEIGHT RGBA pixels as a PNG file's bytes (NS_ERROR_FORMAT). */
+GBytes *ns_png_encode_rgba (const guint8 *rgba, int width, int height, GError **error);
+
 /* Writes WIDTH × HEIGHT RGBA pixels to PATH as a PNG (NS_ERROR_FILE). */
 gboolean ns_png_save_rgba (const char *path, const guint8 *rgba, int width, int height,
                            GError **error);

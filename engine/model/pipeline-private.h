@@ -13,6 +13,7 @@
 #include "files/config.h"
 #include "tokenizer/tokenizer.h"
 #include "model/vae.h"
+#include "model/model-iface.h"
 
 G_BEGIN_DECLS
 
@@ -199,7 +200,7 @@ gboolean     ns_token_loop_step (NsTokenLoop *lp, int token, gboolean feed_back,
 void         ns_token_loop_get_timings (const NsTokenLoop *lp, double *head_ms,
                                         double *backbone_ms);
 
-/* ---- model.c: the loaded model ------------------------------------------ */
+/* ---- weights.c: uploading weights ---------------------------------------- */
 
 /* Uploads tensor `name` of `store` as a weight. With `optional`, a missing
  * tensor leaves `out` zeroed (data NULL) and succeeds. */
@@ -210,25 +211,25 @@ void ns_weights_release (NsBackend *backend, NsMat *mats, size_t count);
 /* NULL for a weight that was optional and absent, else the weight. */
 static inline const NsMat *ns_weight_or_null (const NsMat *m) { return m->data ? m : NULL; }
 
-struct NsModel {
-  char *dir;
+/* The local implementation of NsModel: a checkpoint on a backend. */
+typedef struct {
+  NsModel base;
   char *vae_dir;
-  NsModelKind kind;
-  gboolean large_style;     /* NextStep-1-Large defaults (else 1.1) */
   NsModelConfig cfg;
   NsVaeConfig vae_cfg;
   NsTensorStore *weights;
   NsTensorStore *vae_weights;
   NsTokenizer *tokenizer;
   NsBackend *backend;
-  NsBackendKind backend_kind;
-  char *backend_note;
   NsTransformer *transformer;
   NsFmHead *head;
   NsVae *vae;
-};
+} NsLocalModel;
 
+/* The local model's run (its NsModelClass.run); `model` must be local. */
+NsResult *ns_local_model_run (NsModel *model, const NsRequest *request, GError **error);
 
+/* ns_model_run on a local model, recording a trace for the tests. */
 NsResult *ns_model_run_traced (NsModel *model, const NsRequest *request, NsRunTrace *trace,
                                GError **error);
 

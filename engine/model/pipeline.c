@@ -8,7 +8,7 @@
 #include "model/pipeline-private.h"
 
 typedef struct {
-  NsModel *m;
+  NsLocalModel *m;
   NsRequest r;              /* resolved copy */
   NsBackend *b;
   NsRunTrace *trace;
@@ -228,7 +228,7 @@ build_prompt (Run *run, int in_gh, int in_gw, GError **error)
 static gboolean
 setup (Run *run, GError **error)
 {
-  NsModel *m = run->m;
+  NsLocalModel *m = run->m;
   run->b = m->backend;
   run->n = run->r.images;
   run->p = m->cfg.latent_patch_size;
@@ -492,7 +492,13 @@ ns_model_run_traced (NsModel *model, const NsRequest *request, NsRunTrace *trace
                      GError **error)
 {
   g_return_val_if_fail (model != NULL && request != NULL, NULL);
-  Run run = { .m = model, .r = *request, .trace = trace };
+  if (model->backend_kind == NS_BACKEND_REMOTE)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
+                   "A run on a server cannot be traced; trace a local model");
+      return NULL;
+    }
+  Run run = { .m = (NsLocalModel *) model, .r = *request, .trace = trace };
   if (!ns_request_resolve (model, &run.r, error))
     return NULL;
   NsResult *res = generate (&run, error);
@@ -501,7 +507,7 @@ ns_model_run_traced (NsModel *model, const NsRequest *request, NsRunTrace *trace
 }
 
 NsResult *
-ns_model_run (NsModel *model, const NsRequest *request, GError **error)
+ns_local_model_run (NsModel *model, const NsRequest *request, GError **error)
 {
   return ns_model_run_traced (model, request, NULL, error);
 }

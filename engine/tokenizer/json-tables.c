@@ -47,8 +47,9 @@ top_member (NsJsonScan *s, guint depth, gpointer data)
     return ns_json_scan_fail_at (s, s->p, "the top-level member \"model\" is given twice");
   f->model_seen = TRUE;
   /* A model of another type is reported by the json-glib checks. */
-  return ns_json_scan_next_is (s, '{') ? ns_json_scan_object (s, depth + 1, model_member, f->tables)
-                          : ns_json_scan_skip_value (s, depth);
+  if (!ns_json_scan_next_is (s, '{'))
+    return ns_json_scan_skip_value (s, depth);
+  return ns_json_scan_object (s, depth + 1, model_member, f->tables);
 }
 
 gboolean
@@ -58,17 +59,14 @@ ns_json_find_tables (const char *json, gsize size, const char *label, NsJsonTabl
   g_auto (NsJsonScan) s;
   Found found = { tables, FALSE };
   ns_json_scan_init (&s, json, size, label, error);
+  s.hint = "the file is damaged: download it again";
   *tables = (NsJsonTables) { { 0, 0 }, { 0, 0 } };
-  /* json-glib accepts a UTF-8 byte order mark, so this does too. */
-  if (size >= 3 && memcmp (json, "\xEF\xBB\xBF", 3) == 0)
-    s.p += 3;
+  ns_json_scan_skip_bom (&s);
   gboolean object = ns_json_scan_next_is (&s, '{');
   if (!(object ? ns_json_scan_object (&s, 1, top_member, &found)
                : ns_json_scan_skip_value (&s, 0)))
     return FALSE;
-  ns_json_scan_skip_ws (&s);
-  return s.p == s.end
-         || ns_json_scan_fail_at (&s, s.p, "there is more after the end of the JSON value");
+  return ns_json_scan_expect_end (&s);
 }
 
 char *

@@ -369,7 +369,13 @@ static gboolean
 load_config (NsTokenizer *tok, const char *json, gsize size, GError **error)
 {
   NsTokenizerConfig cfg = { 0 };
-  g_autofree char *label = g_strdup_printf ("%s (tokenizer_config)", tok->label);
+  /* Messages must name the file that is wrong: the config beside
+   * tokenizer.json when the label is that file's path. */
+  g_autofree char *base = g_path_get_basename (tok->label);
+  g_autofree char *dir = g_path_get_dirname (tok->label);
+  g_autofree char *label = strcmp (base, "tokenizer.json") == 0
+                           ? g_build_filename (dir, "tokenizer_config.json", NULL)
+                           : g_strdup_printf ("%s (tokenizer_config)", tok->label);
   if (!ns_tokenizer_config_parse (&cfg, json, size, label, error))
     return FALSE;
   tok->bos_token = g_steal_pointer (&cfg.bos_token);

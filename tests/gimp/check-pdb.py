@@ -30,7 +30,9 @@ GENERATE_ARGS = [
     ('cfg', DOUBLE, 0.0, 0.0, 30.0),
     ('seed', INT, -1, -1, G_MAXINT),
     ('images', INT, 1, 1, 16),
-] + ENGINE_ARGS
+] + ENGINE_ARGS + [
+    ('server', STRING, '', None, None),
+]
 EDIT_ARGS = [
     ('instruction', STRING, '', None, None),
     ('negative-prompt', STRING, '', None, None),
@@ -40,6 +42,7 @@ EDIT_ARGS = [
     ('seed', INT, -1, -1, G_MAXINT),
 ] + ENGINE_ARGS + [
     ('limit-to-selection', BOOLEAN, False, None, None),
+    ('server', STRING, '', None, None),
 ]
 IMAGE_PROC_ARGS = ['run-mode', 'image', 'drawables']
 RETURN_VALUES = ['image', 'layers']

@@ -1,29 +1,35 @@
 #!/bin/bash
-# run-gui-test.sh PLUGIN SCRIPT — runs the python-fu-eval SCRIPT as a batch
+# run-gui-test.sh PLUGIN SCRIPT [wm] — runs the python-fu-eval SCRIPT as a batch
 # command inside the GUI gimp-3.0, on a private Xvfb display, with only the
 # plug-in PLUGIN installed in a throw-away GIMP user folder and a tiny
 # text-to-image model made by `$NS_CLI make-tiny` (its folder is in
 # $NS_TINY_T2I). The script may drive the GUI with xdotool while it runs; it
-# must print NEXTSTEP-TEST-OK at its end. Skips (exit 77) where GIMP 3, Xvfb
-# or xdotool is missing, e.g. on Debian 12.
+# must print NEXTSTEP-TEST-OK at its end. With "wm", a window manager
+# (openbox) runs on the display, as on a desktop: windows get focus, stay
+# over their parent and remember their place. $NS_GUI_TIMEOUT bounds GIMP
+# (seconds, default 110). Skips (exit 77) where GIMP 3, Xvfb, xdotool or the
+# window manager asked for is missing, e.g. on Debian 12.
 set -euo pipefail
 
-plugin=$1 script=$2
+plugin=$1 script=$2 wm=${3:-}
+tools=(gimp-3.0 Xvfb xdotool)
+if [ "$wm" = wm ]; then tools+=(openbox); fi
 
 if [ -z "$plugin" ]; then
   echo "SKIP: the GIMP plug-in is not built (needs gimp-3.0, gimpui-3.0 and GTK 3)"
   exit 77
 fi
-for tool in gimp-3.0 Xvfb xdotool; do
+for tool in "${tools[@]}"; do
   if ! command -v "$tool" >/dev/null; then
-    echo "SKIP: $tool not found (Debian 13 packages: gimp, xvfb, xdotool)"
+    echo "SKIP: $tool not found (Debian 13 packages: gimp, xvfb, xdotool, openbox)"
     exit 77
   fi
 done
 
 home=$(mktemp -d "${TMPDIR:-/tmp}/nextstep-gui-test.XXXXXX")
-xvfb=
+xvfb= wm_pid=
 cleanup() {
+  if [ -n "$wm_pid" ]; then kill "$wm_pid" 2>/dev/null || true; fi
   if [ -n "$xvfb" ]; then kill "$xvfb" 2>/dev/null || true; fi
   rm -rf "$home"
 }
@@ -50,14 +56,29 @@ if [ ! -s "$home/display" ]; then
   exit 1
 fi
 export DISPLAY=:$(head -n 1 "$home/display")
+if [ "$wm" = wm ]; then
+  # openbox's default configuration, not the user's. It takes the screen
+  # within a moment; a window mapped before would only lack decorations.
+  XDG_CONFIG_HOME=$home/config openbox --sm-disable >"$home/wm.log" 2>&1 &
+  wm_pid=$!
+  sleep 1
+  if ! kill -0 "$wm_pid" 2>/dev/null; then
+    cat "$home/wm.log"
+    echo "FAIL: openbox did not start"
+    exit 1
+  fi
+fi
 
 log=$home/gimp.log
 rc=0
 # -n: never hand the batch over to a GIMP already running on the session bus.
-# No model search outside the test's own folders.
-NEXTSTEP_MODEL= HF_HUB_CACHE=$home/no-hub \
+# No model search outside the test's own folders; with NS_GUI_FIND_TINY=1
+# the plug-in finds the tiny model as a user's $NEXTSTEP_MODEL.
+model=
+if [ "${NS_GUI_FIND_TINY:-}" = 1 ]; then model=$NS_TINY_T2I; fi
+NEXTSTEP_MODEL=$model HF_HUB_CACHE=$home/no-hub \
 GIMP3_DIRECTORY=$home/gimp XDG_CONFIG_HOME=$home/config XDG_CACHE_HOME=$home/cache \
-  timeout 110 gimp-3.0 -n -df -s --batch-interpreter python-fu-eval -b - --quit \
+  timeout "${NS_GUI_TIMEOUT:-110}" gimp-3.0 -n -df -s --batch-interpreter python-fu-eval -b - --quit \
   < "$script" > "$log" 2>&1 || rc=$?
 cat "$log"
 

@@ -4,7 +4,9 @@
 # PLUGIN installed, in a throw-away GIMP user folder, with tiny models made
 # by `$NS_CLI make-tiny` (text-to-image) and `make-tiny --edit`. The script
 # finds their folders in $NS_TINY_T2I / $NS_TINY_EDIT, or as @T2I@ / @EDIT@
-# (replaced here, for Script-Fu). It must print NEXTSTEP-TEST-OK at its end.
+# (replaced here, for Script-Fu). A script that names @SERVER@ gets the
+# address of a `nextstep serve` with both models on 127.0.0.1, stopped at
+# the end. It must print NEXTSTEP-TEST-OK at its end.
 set -euo pipefail
 
 plugin=$1 interpreter=$2 script=$3
@@ -19,14 +21,28 @@ if ! command -v gimp-console-3.0 >/dev/null; then
 fi
 
 home=$(mktemp -d "${TMPDIR:-/tmp}/nextstep-plugin-test.XXXXXX")
-trap 'rm -rf "$home"' EXIT
+server_pid=
+trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null; rm -rf "$home"' EXIT
 # locale/: the catalog folder the plug-in's set_i18n names (as installed).
 mkdir -p "$home/gimp/plug-ins/nextstep/locale" "$home/config" "$home/cache"
 install -m 755 "$plugin" "$home/gimp/plug-ins/nextstep/nextstep"
 export NS_TINY_T2I=$home/tiny-t2i NS_TINY_EDIT=$home/tiny-edit
 "$NS_CLI" make-tiny "$NS_TINY_T2I" >/dev/null
 "$NS_CLI" make-tiny --edit "$NS_TINY_EDIT" >/dev/null
-sed -e "s|@T2I@|$NS_TINY_T2I|g" -e "s|@EDIT@|$NS_TINY_EDIT|g" "$script" > "$home/script"
+server=
+if grep -q '@SERVER@' "$script"; then
+  "$NS_CLI" serve --port 0 --model "$NS_TINY_T2I" --edit-model "$NS_TINY_EDIT" --threads 1 \
+    > "$home/serve.out" 2> "$home/serve.err" &
+  server_pid=$!
+  for _ in $(seq 600); do   # up to 60 s for the models to load
+    server=$(sed -n 's/^Listening on //p' "$home/serve.out")
+    [ -n "$server" ] || ! kill -0 "$server_pid" 2>/dev/null && break
+    sleep 0.1
+  done
+  [ -n "$server" ] || { cat "$home/serve.err"; echo "FAIL: nextstep serve did not start"; exit 1; }
+fi
+sed -e "s|@T2I@|$NS_TINY_T2I|g" -e "s|@EDIT@|$NS_TINY_EDIT|g" -e "s|@SERVER@|$server|g" \
+  "$script" > "$home/script"
 
 log=$home/gimp.log
 rc=0

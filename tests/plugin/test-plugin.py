@@ -1,9 +1,16 @@
 # test-plugin.py — python-fu-eval script run by run-plugin-test.sh: drives
 # plug-in-nextstep-generate and plug-in-nextstep-edit non-interactively on
-# tiny models and checks what they put into the image. Any failed check
-# raises, which makes GIMP exit with code 64.
+# tiny models and checks what they put into the image, locally and with
+# backend "remote" on the `nextstep serve` at @SERVER@: the same picture, a
+# recipe with the server's model name and seed but not its address; a
+# missing key (a script's key comes from $NEXTSTEP_API_KEY, which GIMP here
+# lacks) and a server killed mid-run fail with a message and leave the image
+# untouched. Any failed check raises, which makes GIMP exit with code 64.
 import json
 import os
+import signal
+import subprocess
+import threading
 
 import gi
 gi.require_version('Gimp', '3.0')
@@ -12,6 +19,8 @@ from gi.repository import Gegl, Gimp
 
 T2I = os.environ['NS_TINY_T2I']
 EDIT = os.environ['NS_TINY_EDIT']
+CLI = os.environ['NS_CLI']
+SERVER = '@SERVER@'
 OK = Gimp.PDBStatusType.SUCCESS
 RECIPE_KEYS = {'mode', 'prompt', 'negative', 'seed', 'steps', 'cfg', 'width',
                'height', 'sampler', 'model', 'version'}
@@ -155,8 +164,81 @@ def test_bad_model():
     print('bad model folder: ok')
 
 
+def test_remote_same_as_local():
+    img, source = new_image(64, 64, (64, 64), (0, 0))
+    args = dict(image=img, drawables=[source], prompt='a red cube', width=32, height=32,
+                seed=11, steps=2)
+    status, local = run('plug-in-nextstep-generate', model=T2I, backend='cpu', **args)
+    check(status == OK, f'local generate failed: {local}')
+    status, remote = run('plug-in-nextstep-generate', backend='remote', server=SERVER, **args)
+    check(status == OK, f'remote generate failed: {remote}')
+    check(pixels(local[1][0]) == pixels(remote[1][0]), 'remote pixels differ from local')
+    parasite = remote[1][0].get_parasite('nextstep-recipe')
+    text = bytes(parasite.get_data()).decode('utf-8')
+    data = json.loads(text)
+    check(data['model'] == 'stepfun-ai/NextStep-1.1' and data['seed'] == 11
+          and data['backend'] == 'remote', f'remote recipe: {data}')
+    check(SERVER not in text, f'the recipe holds the server address: {text}')
+    img.delete()
+    print('remote generate equals local, recipe: ok')
+
+
+def test_remote_missing_key():
+    serve = subprocess.Popen([CLI, 'serve', '--port', '0', '--model', T2I, '--threads', '1',
+                              '--api-key', 'right'], stdout=subprocess.PIPE, text=True)
+    try:
+        url = serve.stdout.readline().split()[-1]
+        img, source = new_image(64, 64, (64, 64), (0, 0))
+        status, message = run('plug-in-nextstep-generate', image=img, drawables=[source],
+                               prompt='x', width=32, height=32, steps=2, backend='remote',
+                               server=url)
+        check(status == Gimp.PDBStatusType.EXECUTION_ERROR and '401' in message and 'key' in message,
+              f'missing key: {status} {message!r}')
+        check(len(img.get_layers()) == 1, 'a refused key changed the image')
+        img.delete()
+    finally:
+        serve.kill()
+        serve.wait(timeout=30)
+    print('missing key: ok')
+
+
+def test_remote_server_killed():
+    serve = subprocess.Popen([CLI, 'serve', '--port', '0', '--model', T2I, '--threads', '1'],
+                             stdout=subprocess.PIPE, text=True)
+    url = serve.stdout.readline().split()[-1]
+    img, source = new_image(64, 64, (64, 64), (0, 0))
+    before = pixels(source)
+    # The run takes far longer than this; the kill lands in its middle.
+    timer = threading.Timer(1.5, lambda: serve.send_signal(signal.SIGKILL))
+    timer.start()
+    try:
+        status, message = run('plug-in-nextstep-generate', image=img, drawables=[source],
+                              prompt='x', width=512, height=512, steps=400,
+                              backend='remote', server=url)
+    finally:
+        timer.cancel()
+        serve.kill()
+        serve.wait(timeout=30)
+    check(status == Gimp.PDBStatusType.EXECUTION_ERROR and 'server' in message and 'unchanged' in message,
+          f'server killed mid-run: {status} {message!r}')
+    check(len(img.get_layers()) == 1 and pixels(source) == before,
+          'the image changed after the server died')
+    img.delete()
+    print('server killed mid-run: ok')
+
+
+def test_remote_no_server_argument():
+    status, message = run('plug-in-nextstep-generate', prompt='x', backend='remote')
+    check(status != OK and 'server' in message, f'remote without a server: {message!r}')
+    print('remote without a server: ok')
+
+
 test_generate_into_image()
 test_generate_without_image()
 test_edit_selection()
 test_bad_model()
+test_remote_same_as_local()
+test_remote_missing_key()
+test_remote_server_killed()
+test_remote_no_server_argument()
 print('NEXTSTEP-TEST-OK')

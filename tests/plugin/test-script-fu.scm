@@ -1,7 +1,9 @@
 ; test-script-fu.scm — plug-in-script-fu-eval script run by
 ; run-plugin-test.sh: calls both procedures with Script-Fu's named arguments
-; (GIMP 3.0), as a user script would. @T2I@ and @EDIT@ are the tiny model
-; folders. A failed check raises an error, which fails the batch run.
+; (GIMP 3.0), as a user script would: locally (@T2I@ and @EDIT@ are the tiny
+; model folders; no `server`, as scripts written before it) and on the
+; `nextstep serve` at @SERVER@. A failed check raises an error, which fails
+; the batch run.
 (define (check condition message)
   (if (not condition) (error message)))
 
@@ -28,7 +30,19 @@
   (check (= (vector-length (cadr edited)) 1) "edit: want one new layer")
   (check (= (car (gimp-drawable-get-height (vector-ref (cadr edited) 0))) 24)
          "edit: the new layer is not the selection's height")
-  (check (= (vector-length (car (gimp-image-get-layers img))) 3)
-         "want three layers in the image")
+  (set! generated
+        (plug-in-nextstep-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                   #:drawables (vector layer) #:prompt "a green cube"
+                                   #:width 32 #:height 32 #:steps 2 #:seed 5
+                                   #:backend "remote" #:server "@SERVER@"))
+  (check (= (car (gimp-drawable-get-width (vector-ref (cadr generated) 0))) 32)
+         "remote generate: the new layer is not 32 pixels wide")
+  (set! edited
+        (plug-in-nextstep-edit #:run-mode RUN-NONINTERACTIVE #:image img
+                               #:drawables (vector layer) #:instruction "make it red"
+                               #:steps 2 #:seed 5 #:backend "remote" #:server "@SERVER@"))
+  (check (= (vector-length (cadr edited)) 1) "remote edit: want one new layer")
+  (check (= (vector-length (car (gimp-image-get-layers img))) 5)
+         "want five layers in the image")
   (gimp-image-delete img)
   (gimp-message "NEXTSTEP-TEST-OK"))

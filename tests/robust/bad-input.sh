@@ -52,8 +52,32 @@ expect_picture() {  # expect_picture ARGS…
   [ -s "$tmp/out.png" ] || fail "no picture written"
 }
 
+# Two JSON documents back to back: a re-download appended to an old file.
+double_json() {  # double_json FILE
+  cat "$1" "$1" > "$tmp/doubled" && mv "$tmp/doubled" "$1"
+}
+
 shard=model-00003-of-00003.safetensors
+appended='nothing after the first JSON value'
 case $case_name in
+  doubled-index-inspect)
+    make_model; double_json "$m/model.safetensors.index.json"
+    expect_error 'model\.safetensors\.index\.json' "$appended" 'download it again' \
+      -- inspect "$m" ;;
+  doubled-index-load)
+    make_model; double_json "$m/model.safetensors.index.json"
+    expect_error 'model\.safetensors\.index\.json' "$appended" 'download it again' \
+      -- generate --model "$m" "${small[@]}" ;;
+  trailing-config|trailing-vae-config|trailing-tokenizer|trailing-tokenizer-config)
+    make_model
+    case $case_name in
+      trailing-config) f=config.json ;;
+      trailing-vae-config) f=vae/config.json ;;
+      trailing-tokenizer) f=tokenizer.json ;;
+      trailing-tokenizer-config) f=tokenizer_config.json ;;
+    esac
+    printf '\n}garbage' >> "$m/$f"
+    expect_error "$m/$f" "$appended" 'download' -- generate --model "$m" "${small[@]}" ;;
   missing-shard)
     make_model; rm "$m/model-00002-of-00003.safetensors"
     expect_error 'model-00002-of-00003\.safetensors' 'does not exist' 'incomplete' \

@@ -26,7 +26,7 @@ tokenizer_json (const char *vocab, const char *merges)
     "  \"merges\": %s}}\n", vocab, merges);
 }
 
-/* The tables json-scan.c builds from a whole tokenizer.json. */
+/* The tables json-tables.c builds from a whole tokenizer.json. */
 static NsBpe *
 fast_tables (const char *json, gsize size, GError **error)
 {

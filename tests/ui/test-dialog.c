@@ -4,6 +4,7 @@
  * wraps it in xvfb-run) and a tiny model (`$NS_CLI make-tiny`, else the
  * golden t2i-tiny); exits 77 when either is missing. */
 #include <cairo.h>
+#include <string.h>
 
 #include "ns-dialog.h"
 #include "ns-history.h"
@@ -16,12 +17,20 @@ static char *tmp_dir;
 /* The tiny models: [0] text-to-image, [1] edit. */
 static char *model_dirs[2], *vae_dirs[2];
 
+/* `nextstep serve` with both tiny models, for the remote cases. */
+static GSubprocess *server;
+static char *server_url;
+
 typedef struct {
   int size;                 /* width = height */
   gboolean edit;
+  gboolean remote;          /* on `server` */
+  gboolean t2i_checkpoint;  /* edit with the text-to-image model */
 } Params;
 
-static const Params small = { 64, FALSE }, larger = { 128, FALSE }, edit = { 64, TRUE };
+static const Params small = { 64, FALSE, FALSE, FALSE }, larger = { 128, FALSE, FALSE, FALSE },
+                    edit = { 64, TRUE, FALSE, FALSE }, remote = { 64, FALSE, TRUE, FALSE },
+                    edit_with_t2i = { 64, TRUE, FALSE, TRUE };
 
 /* A fresh dialog in an offscreen toplevel, set for a fast tiny run. */
 typedef struct {
@@ -75,13 +84,15 @@ fixture_set_up (Fixture *f, gconstpointer data)
   NsDialogSettings settings;
   ns_dialog_settings_init (&settings);
   settings.prompt = g_strdup ("a red bicycle leaning on a blue wall");
-  settings.model_dir = g_strdup (model_dirs[params->edit]);
-  settings.vae_dir = g_strdup (vae_dirs[params->edit]);
+  int model = params->edit && !params->t2i_checkpoint;
+  settings.model_dir = g_strdup (model_dirs[model]);
+  settings.vae_dir = g_strdup (vae_dirs[model]);
   settings.width = settings.height = params->size;
   settings.steps = 4;
   settings.seed_mode = NS_SEED_FIXED;
   settings.seed = 1234;
-  settings.backend = NS_BACKEND_CPU;
+  settings.backend = params->remote ? NS_BACKEND_REMOTE : NS_BACKEND_CPU;
+  settings.server = g_strdup (params->remote ? server_url : NULL);
   f->window = gtk_offscreen_window_new ();
   f->dialog = NS_DIALOG (ns_dialog_new (params->edit ? NS_MODE_EDIT : NS_MODE_GENERATE,
                                         &settings));
@@ -286,7 +297,7 @@ test_generate_insert (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.height, ==, 64);
   g_assert_cmpuint (g_bytes_get_size (out.rgba), ==, 64 * 64 * 4);
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, &error);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (recipe->mode, ==, "generate");
   g_assert_cmpstr (recipe->prompt, ==, "a lighthouse at dusk, oil painting");
@@ -369,10 +380,11 @@ test_main_loop_free (Fixture *f, gconstpointer data)
 
 /* ---- (c) Stop ends within one token; the dialog works on ------------------ */
 
+/* Generate, then Stop while the worker holds at token 3: the run ends
+ * within one more token, quietly. */
 static void
-test_stop (Fixture *f, gconstpointer data)
+stop_mid_run (Fixture *f)
 {
-  (void) data;
   Hold hold;
   hold_init (&hold, f, 3);
   click (f, "generate");
@@ -381,15 +393,147 @@ test_stop (Fixture *f, gconstpointer data)
   hold_release (&hold);
   wait_idle (f->dialog);
   g_assert_cmpint (hold.tokens_after_release, <=, 1);
-  g_assert_cmpuint (history_size (f), ==, 0);
   g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
   hold_clear (&hold, f);
+}
+
+static void
+test_stop (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  stop_mid_run (f);
+  g_assert_cmpuint (history_size (f), ==, 0);
 
   /* Usable again: the next Generate runs to the end. */
   g_assert_true (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "generate")));
   click (f, "generate");
   wait_idle (f->dialog);
   g_assert_cmpuint (history_size (f), ==, 1);
+}
+
+/* ---- (c') on a server: Test Connection, previews, Stop -------------------- */
+
+static void
+on_preview_count (NsController *controller, int image, GBytes *rgba, int width, int height,
+                  int tokens_done, gboolean vae_decoded, int *count)
+{
+  (void) controller, (void) image, (void) rgba, (void) width, (void) height;
+  (void) tokens_done, (void) vae_decoded;
+  (*count)++;
+}
+
+static const char *
+server_status (Fixture *f)
+{
+  return gtk_label_get_text (GTK_LABEL (ns_dialog_get_part (f->dialog, "server-status")));
+}
+
+static void
+test_remote (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  click (f, "test-connection");
+  gint64 deadline = g_get_monotonic_time () + TIMEOUT_US;
+  while (!g_str_has_prefix (server_status (f), "Connected:"))
+    {
+      g_main_context_iteration (NULL, TRUE);
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    }
+  g_assert_nonnull (strstr (server_status (f), "previews"));
+
+  int previews = 0;
+  NsController *controller = ns_dialog_get_controller (f->dialog);
+  gulong id = g_signal_connect (controller, "preview", G_CALLBACK (on_preview_count), &previews);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_signal_handler_disconnect (controller, id);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpuint (history_size (f), ==, 1);
+  g_assert_cmpint (previews, >, 0);
+
+  /* Stop aborts the request; the server takes the next one at once. */
+  stop_mid_run (f);
+  g_assert_cmpuint (history_size (f), ==, 1);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 2);
+}
+
+/* Starts `nextstep serve` and reads its address from its first line. */
+static gboolean
+start_server (void)
+{
+  const char *cli = g_getenv ("NS_CLI");
+  g_autoptr (GError) error = NULL;
+  if (cli == NULL)
+    return FALSE;
+  const char *argv[] = { cli, "serve", "--port", "0", "--threads", "1", "--model", model_dirs[0],
+                         vae_dirs[0] ? "--vae" : NULL, vae_dirs[0], NULL };
+  server = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  if (server == NULL)
+    return FALSE;
+  g_autoptr (GDataInputStream) out =
+    g_data_input_stream_new (g_subprocess_get_stdout_pipe (server));
+  g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+  if (line == NULL || !g_str_has_prefix (line, "Listening on "))
+    return FALSE;
+  server_url = g_strdup (line + strlen ("Listening on "));
+  return TRUE;
+}
+
+/* ---- Keyboard: typing starts in the prompt, Ctrl+Enter generates ---------- */
+
+static void
+test_keyboard (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_true (gtk_widget_is_focus (ns_dialog_get_part (f->dialog, "prompt")));
+  g_assert_true (gtk_accel_groups_activate (G_OBJECT (f->window), GDK_KEY_Return,
+                                            GDK_CONTROL_MASK));
+  g_assert_true (ns_dialog_is_busy (f->dialog));
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 1);
+}
+
+/* ---- Draft, then Refine: the draft's prompt and seed at full settings ----- */
+
+static NsRecipe *
+history_recipe (Fixture *f, guint index)
+{
+  GBytes *rgba;
+  int width, height;
+  const char *json;
+  g_assert_true (ns_history_get_item (NS_HISTORY (ns_dialog_get_part (f->dialog, "history")),
+                                      index, &rgba, &width, &height, &json));
+  return ns_recipe_from_json (json, -1, NULL);
+}
+
+static void
+test_draft_refine (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_assert_false (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (ns_dialog_get_part (f->dialog, "draft")),
+                                TRUE);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_autoptr (NsRecipe) draft = history_recipe (f, 0);
+  g_assert_cmpint (draft->steps, ==, 8);
+  g_assert_cmpint (draft->width, ==, 32);
+  g_assert_cmpint (draft->height, ==, 32);
+
+  /* Another prompt typed meanwhile: Refine still makes the draft's. */
+  set_prompt (f, "something else");
+  g_assert_true (gtk_widget_get_sensitive (ns_dialog_get_part (f->dialog, "refine")));
+  click (f, "refine");
+  wait_idle (f->dialog);
+  g_assert_cmpuint (history_size (f), ==, 2);
+  g_autoptr (NsRecipe) full = history_recipe (f, 1);
+  g_assert_cmpstr (full->prompt, ==, draft->prompt);
+  g_assert_cmpuint (full->seed, ==, draft->seed);
+  g_assert_cmpint (full->steps, ==, 4);
+  g_assert_cmpint (full->width, ==, 64);
+  g_assert_cmpint (full->height, ==, 64);
 }
 
 /* ---- (d) closing during a run --------------------------------------------- */
@@ -503,13 +647,51 @@ test_edit (Fixture *f, gconstpointer data)
   g_assert_true (out.got);
   g_assert_cmpint (out.width, ==, 64);
   g_assert_cmpint (out.height, ==, 64);
-  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, NULL);
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, NULL);
   g_assert_nonnull (recipe);
   g_assert_cmpstr (recipe->mode, ==, "edit");
   g_assert_cmpstr (recipe->prompt, ==, "make it night");
   g_assert_true (recipe->cfg_img > 0);
   g_bytes_unref (out.rgba);
   g_free (out.recipe);
+}
+
+/* Editing with a checkpoint that does not look like an edit model (a folder
+ * named "t2i"): the dialog warns, shows the edit defaults, and still runs. */
+static void
+test_edit_any_checkpoint (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  GtkWidget *warning = ns_dialog_get_part (f->dialog, "mode-warning");
+  g_assert_true (gtk_widget_get_visible (warning));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (warning)),
+                            "looks like a text-to-image checkpoint; edits may be poor"));
+  GtkTextView *negative = GTK_TEXT_VIEW (ns_dialog_get_part (f->dialog, "negative"));
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (negative);
+  GtkTextIter start, end;
+  gtk_text_buffer_get_bounds (buffer, &start, &end);
+  g_autofree char *shown = gtk_text_buffer_get_text (buffer, &start, &end, FALSE);
+  g_assert_cmpstr (shown, ==, "Copy original image.");
+
+  int calls = 0;
+  set_prompt (f, "make it night");
+  ns_dialog_set_source_func (f->dialog, source_gradient, &calls, NULL);
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_assert_false (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpuint (history_size (f), ==, 1);
+  g_autoptr (NsRecipe) recipe = history_recipe (f, 0);
+  g_assert_nonnull (recipe);
+  g_assert_cmpstr (recipe->negative, ==, "Copy original image.");
+  g_assert_cmpfloat (recipe->cfg_img, ==, 2.0);
+
+  /* The same checkpoint generates without a warning. */
+  NsDialogSettings settings;
+  ns_dialog_get_settings (f->dialog, &settings);
+  settings.mode = NS_MODE_GENERATE;
+  ns_dialog_set_settings (f->dialog, &settings);
+  ns_dialog_settings_clear (&settings);
+  g_assert_false (gtk_widget_get_visible (warning));
 }
 
 /* ---- Settings: what the plug-in saves comes back unchanged ---------------- */
@@ -531,6 +713,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   in.seed_mode = NS_SEED_REUSE_LAST;
   in.seed = 987654321;
   in.images = 3;
+  in.draft = TRUE;
   in.weights = NS_WEIGHTS_INT8;
   in.backend = NS_BACKEND_CPU;
   in.model_dir = g_strdup (model_dirs[0]);
@@ -552,6 +735,7 @@ test_settings_round_trip (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.seed_mode, ==, in.seed_mode);
   g_assert_cmpuint (out.seed, ==, in.seed);
   g_assert_cmpint (out.images, ==, in.images);
+  g_assert_cmpint (out.draft, ==, in.draft);
   g_assert_cmpint (out.weights, ==, in.weights);
   g_assert_cmpint (out.backend, ==, in.backend);
   g_assert_cmpstr (out.model_dir, ==, in.model_dir);
@@ -632,15 +816,28 @@ main (int argc, char **argv)
   g_test_add ("/ui/dialog/main-loop-free", Fixture, &larger, fixture_set_up,
               test_main_loop_free, fixture_tear_down);
   g_test_add ("/ui/dialog/stop", Fixture, &small, fixture_set_up, test_stop, fixture_tear_down);
+  g_test_add ("/ui/dialog/draft-refine", Fixture, &small, fixture_set_up, test_draft_refine,
+              fixture_tear_down);
+  g_test_add ("/ui/dialog/keyboard", Fixture, &small, fixture_set_up, test_keyboard,
+              fixture_tear_down);
   g_test_add ("/ui/dialog/close-button", Fixture, &small, fixture_set_up, test_close_button,
               fixture_tear_down);
   g_test_add ("/ui/dialog/destroy-during-run", Fixture, &small, fixture_set_up,
               test_destroy_during_run, fixture_tear_down);
   g_test_add ("/ui/dialog/edit", Fixture, &edit, fixture_set_up, test_edit, fixture_tear_down);
+  g_test_add ("/ui/dialog/edit-any-checkpoint", Fixture, &edit_with_t2i, fixture_set_up,
+              test_edit_any_checkpoint, fixture_tear_down);
   g_test_add ("/ui/dialog/settings-round-trip", Fixture, &small, fixture_set_up,
               test_settings_round_trip, fixture_tear_down);
   g_test_add_func ("/ui/dialog/no-model", test_no_model);
+  if (start_server ())
+    g_test_add ("/ui/dialog/remote", Fixture, &remote, fixture_set_up, test_remote,
+                fixture_tear_down);
+  else
+    g_printerr ("# nextstep serve did not start: no remote case\n");
   int rc = g_test_run ();
+  if (server != NULL)
+    g_subprocess_force_exit (server);
   ns_test_rmtree (tmp_dir);
   return rc;
 }

@@ -52,7 +52,7 @@ test_round_trip (gconstpointer mode)
   g_autoptr (NsRecipe) recipe = sample_recipe (mode);
   g_autofree char *json = ns_recipe_to_json (recipe);
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsRecipe) back = ns_recipe_from_json (json, &error);
+  g_autoptr (NsRecipe) back = ns_recipe_from_json (json, -1, &error);
   g_assert_no_error (error);
   assert_same (recipe, back);
   /* A copy is deep and equal. */
@@ -83,7 +83,7 @@ test_rejects (void)
       g_autofree char *bad = g_regex_replace (regex, json, -1, 0, replacement, 0, NULL);
       g_assert_cmpstr (bad, !=, json);
       g_autoptr (GError) error = NULL;
-      g_autoptr (NsRecipe) parsed = ns_recipe_from_json (bad, &error);
+      g_autoptr (NsRecipe) parsed = ns_recipe_from_json (bad, -1, &error);
       g_assert_null (parsed);
       g_assert_error (error, NS_ERROR, NS_ERROR_FORMAT);
       g_assert_nonnull (strstr (error->message, cases[i].field));
@@ -98,14 +98,67 @@ test_rejects_documents (void)
   for (guint i = 0; i < G_N_ELEMENTS (documents); i++)
     {
       g_autoptr (GError) error = NULL;
-      g_autoptr (NsRecipe) parsed = ns_recipe_from_json (documents[i], &error);
+      g_autoptr (NsRecipe) parsed = ns_recipe_from_json (documents[i], -1, &error);
       g_assert_null (parsed);
       g_assert_error (error, NS_ERROR, NS_ERROR_FORMAT);
     }
   g_autoptr (GError) error = NULL;
-  g_autoptr (NsRecipe) newer = ns_recipe_from_json ("{\"format\": 99}", &error);
+  g_autoptr (NsRecipe) newer = ns_recipe_from_json ("{\"format\": 99}", -1, &error);
   g_assert_null (newer);
   g_assert_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED);
+}
+
+static void
+assert_unreadable (const char *json, const char *what)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsRecipe) parsed = ns_recipe_from_json (json, -1, &error);
+  if (parsed != NULL)
+    g_error ("a damaged recipe (%s) was read", what);
+  g_assert_true (error->domain == NS_ERROR);
+  g_assert_true (strstr (error->message, "ecipe") != NULL);
+}
+
+/* What a damaged `nextstep-recipe` parasite may hold (another program
+ * wrote it, an .xcf was damaged): bad JSON, wrong types, huge values. Each
+ * is an error the plug-in can show, never a crash and never a recipe. */
+static void
+test_damaged (void)
+{
+  g_autoptr (NsRecipe) recipe = sample_recipe ("generate");
+  g_autofree char *json = ns_recipe_to_json (recipe);
+  g_autofree char *doubled = g_strconcat (json, json, NULL);
+  g_autofree char *trailing = g_strconcat (json, "\x01garbage", NULL);
+  assert_unreadable (doubled, "two recipes back to back");
+  assert_unreadable (trailing, "trailing bytes");
+  for (gsize cut = 0; cut + 1 < strlen (json); cut++)
+    {
+      g_autofree char *part = g_strndup (json, cut);
+      assert_unreadable (part, "cut short");
+    }
+  static const struct { const char *field, *value; } cases[] = {
+    { "mode", "1" }, { "prompt", "{}" }, { "seed", "\"42\"" }, { "steps", "28.5" },
+    { "images", "[]" }, { "format", "\"1\"" }, { "negative", "false" }, { "model", "[\"/m\"]" },
+    { "seed", "1e308" }, { "seed", "9223372036854775807" }, { "seed", "99999999999999999999" },
+    { "steps", "-9223372036854775808" }, { "width", "1e999" }, { "height", "16384000" },
+    { "cfg", "1e300" }, { "cfg", "-1e999" }, { "images", "2147483648" },
+    { "prompt", "\"a\\u0000b\"" }, { "prompt", "\"\\ud800\"" }, { "prompt", "\"caf\xc3\"" },
+    { "sampler", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *pattern = g_strdup_printf ("(\"%s\" : )(\"(?:[^\"\\\\]|\\\\.)*\"|[^,\\n]*)",
+                                                cases[i].field);
+      g_autoptr (GRegex) regex = g_regex_new (pattern, 0, 0, NULL);
+      /* (backslashes doubled: GRegex reads escapes in replacements) */
+      g_auto (GStrv) parts = g_strsplit (cases[i].value, "\\", -1);
+      g_autofree char *value = g_strjoinv ("\\\\", parts);
+      g_autofree char *replacement = g_strdup_printf ("\\g<1>%s", value);
+      g_autofree char *bad = g_regex_replace (regex, json, -1, 0, replacement, 0, NULL);
+      g_assert_cmpstr (bad, !=, json);
+      assert_unreadable (bad, bad);
+    }
 }
 
 int
@@ -116,5 +169,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/recipe/round-trip/edit", "edit", test_round_trip);
   g_test_add_func ("/recipe/rejects-bad-fields", test_rejects);
   g_test_add_func ("/recipe/rejects-bad-documents", test_rejects_documents);
+  g_test_add_func ("/recipe/damaged", test_damaged);
   return g_test_run ();
 }
