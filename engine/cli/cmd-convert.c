@@ -18,12 +18,11 @@ fail (GError *error)
   return 1;
 }
 
-/* The written file is saved after the last tensor: say so, it takes a while. */
+/* Quantizing and writing go together, a chunk at a time: say which tensor. */
 static void
 on_progress (double fraction, const char *what, gpointer data)
 {
-  ns_cli_progress_fraction (data, "convert", fraction,
-                            fraction < 1.0 ? what : "writing the file");
+  ns_cli_progress_fraction (data, "convert", fraction, what);
 }
 
 int

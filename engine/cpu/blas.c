@@ -7,6 +7,26 @@
 
 #define SPLIT_ALIGN 16   /* columns of C per thread: a multiple of the BLAS's tiles */
 
+/* OpenBLAS picks its kernels by CPU model when it loads. A release older
+ * than the CPU (Debian 12's 0.3.21 on Sapphire/Emerald Rapids) falls back
+ * to its Prescott (SSE3) kernels, measured 1.7–3× slower there than with
+ * OPENBLAS_CORETYPE=SkylakeX. It cannot be changed once loaded: say so
+ * once, with the fix. */
+static void
+check_core (void)
+{
+  static gsize checked = 0;
+  if (!g_once_init_enter (&checked))
+    return;
+  const char *core = openblas_get_corename ();
+  if (core != NULL && g_ascii_strcasecmp (core, "prescott") == 0
+      && __builtin_cpu_supports ("avx2"))
+    g_warning ("OpenBLAS does not know this CPU and uses its slowest kernels (core %s): set "
+               "OPENBLAS_CORETYPE=%s for a 2–3× faster prefill and VAE, or install a newer "
+               "OpenBLAS", core, __builtin_cpu_supports ("avx512f") ? "SkylakeX" : "Haswell");
+  g_once_init_leave (&checked, 1);
+}
+
 void
 ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, int k,
               float alpha, const float *a, int lda, const float *bm, int ldb, float beta,
@@ -16,6 +36,7 @@ ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, in
    * single-threaded BLAS. The BLAS's own thread pool would compete with the
    * OpenMP team for the cores (both spin while they wait), which on a busy
    * or small machine costs more than it gains. */
+  check_core ();
   openblas_set_num_threads (1);
   int threads = MAX (1, MIN (ns_cpu_threads (b), n / SPLIT_ALIGN));
   int per = (n + threads - 1) / threads;

@@ -70,22 +70,73 @@ disk_full (GError **error, const char *path, guint64 needed)
   return FALSE;
 }
 
+/* Progress of a cache write: bytes of the source quantized so far. */
+typedef struct {
+  NsLoadProgressFunc func;
+  gpointer data;
+  guint64 done, total;
+} WriteProgress;
+
+/* One matrix quantized while the file is written: the codes a chunk at a
+ * time, then the scales, which the code chunks computed on the way (the
+ * writer saves entries in order, codes before their scales), so the source
+ * is read once and no more than a chunk of codes is ever in memory. */
+typedef struct {
+  const NsTensorView *t;
+  NsDType q_dtype;
+  float *scale;           /* [rows] */
+  WriteProgress *progress;
+} QuantFill;
+
 static void
-add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype)
+quant_fill_free (gpointer p)
+{
+  QuantFill *f = p;
+  g_free (f->scale);
+  g_free (f);
+}
+
+static void
+fill_codes (guint8 *dst, guint64 offset, gsize size, gpointer data)
+{
+  QuantFill *f = data;
+  guint64 cols = (guint64) f->t->shape[1];
+  guint64 r0 = offset / cols, r1 = (offset + size + cols - 1) / cols;
+  g_autofree guint8 *q = g_malloc ((r1 - r0) * cols);
+  const guint8 *src = (const guint8 *) f->t->data + r0 * cols * ns_dtype_size (f->t->dtype);
+  ns_quantize_rows (src, f->t->dtype, (int) (r1 - r0), (int) cols, f->q_dtype, q,
+                    f->scale + r0);
+  memcpy (dst, q + (offset - r0 * cols), size);
+  WriteProgress *p = f->progress;
+  p->done += (guint64) size * ns_dtype_size (f->t->dtype);
+  if (p->func)
+    p->func ((double) p->done / MAX (p->total, 1), f->t->name, p->data);
+}
+
+static void
+fill_scales (guint8 *dst, guint64 offset, gsize size, gpointer data)
+{
+  const QuantFill *f = data;
+  memcpy (dst, (const guint8 *) f->scale + offset, size);
+}
+
+static void
+add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype, GPtrArray *fills,
+            WriteProgress *progress)
 {
   if (q_dtype == t->dtype)
     {
       ns_safetensors_writer_add (w, t->name, t->dtype, t->n_dims, t->shape, t->data);
+      progress->done += t->n_bytes;
       return;
     }
-  int rows = (int) t->shape[0], cols = (int) t->shape[1];
-  g_autofree void *q = g_malloc ((size_t) rows * cols);
-  g_autofree float *scale = g_new (float, rows);
-  ns_quantize_rows (t->data, t->dtype, rows, cols, q_dtype, q, scale);
-  ns_safetensors_writer_add (w, t->name, q_dtype, 2, t->shape, q);
+  QuantFill *f = g_new0 (QuantFill, 1);
+  *f = (QuantFill) { t, q_dtype, g_new (float, t->shape[0]), progress };
+  g_ptr_array_add (fills, f);
+  ns_safetensors_writer_add_fill (w, t->name, q_dtype, 2, t->shape, fill_codes, f);
   g_autofree char *scale_name = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
-  const int64_t scale_shape[1] = { rows };
-  ns_safetensors_writer_add (w, scale_name, NS_DTYPE_F32, 1, scale_shape, scale);
+  const int64_t scale_shape[1] = { t->shape[0] };
+  ns_safetensors_writer_add_fill (w, scale_name, NS_DTYPE_F32, 1, scale_shape, fill_scales, f);
 }
 
 gboolean
@@ -98,16 +149,14 @@ ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,
   NsBackend rule = { 0 };
   ns_backend_set_weight_format (&rule, format, min_quant);
   g_autoptr (NsSafetensorsWriter) w = ns_safetensors_writer_new ();
-  guint64 total = 0, done = 0;
+  g_autoptr (GPtrArray) fills = g_ptr_array_new_with_free_func (quant_fill_free);
+  WriteProgress done = { progress, progress_data, 0, 0 };
   for (guint i = 0; i < ns_tensor_store_len (weights); i++)
-    total += ns_tensor_store_get (weights, i)->n_bytes;
+    done.total += ns_tensor_store_get (weights, i)->n_bytes;
   for (guint i = 0; i < ns_tensor_store_len (weights); i++)
     {
       const NsTensorView *t = ns_tensor_store_get (weights, i);
-      add_tensor (w, t, ns_backend_upload_dtype (&rule, t));
-      done += t->n_bytes;
-      if (progress)
-        progress ((double) done / MAX (total, 1), t->name, progress_data);
+      add_tensor (w, t, ns_backend_upload_dtype (&rule, t), fills, &done);
     }
   g_autofree char *source = source_signature (model_dir);
   g_autofree char *min_text = g_strdup_printf ("%" G_GINT64_FORMAT, min_quant);

@@ -18,8 +18,9 @@ G_BEGIN_DECLS
 char *ns_weight_cache_default_path (const char *model_dir, NsWeightFormat format);
 
 /* Quantizes the 2-D matrices of `weights` with at least `min_quant`
- * elements and writes the cache to `path`, telling `progress` (may be NULL)
- * the fraction of the input read after each tensor. Running out of disk
+ * elements and writes the cache to `path`, a chunk at a time (little memory
+ * beyond the mapped source), telling `progress` (may be NULL) the fraction
+ * of the source quantized so far. Running out of disk
  * gives NS_ERROR_FILE "disk full while writing …: free N GB and retry" and
  * leaves no file. */
 gboolean ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,

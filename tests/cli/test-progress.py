@@ -89,7 +89,7 @@ def main():
                             os.path.join(GOLDEN, "t2i-tiny", "model")],
                            capture_output=True, text=True, timeout=300, env=env)
         check(c.returncode == 0, f"convert: exit {c.returncode}: {c.stderr}")
-        check("nextstep: convert" in c.stderr and "100%  writing the file" in c.stderr,
+        check("nextstep: convert" in c.stderr and "] 100%  " in c.stderr,
               f"convert shows its progress: {c.stderr}")
         on_terminal(tmp)
     return 1 if failures else 0
