@@ -21,7 +21,9 @@ check_core (void)
   const char *core = openblas_get_corename ();
   if (core != NULL && g_ascii_strcasecmp (core, "prescott") == 0
       && __builtin_cpu_supports ("avx2"))
-    g_warning ("OpenBLAS does not know this CPU and uses its slowest kernels (core %s): set "
+    /* a message, not a warning: slower is not wrong (and tests make
+     * warnings fatal) */
+    g_message ("OpenBLAS does not know this CPU and uses its slowest kernels (core %s): set "
                "OPENBLAS_CORETYPE=%s for a 2–3× faster prefill and VAE, or install a newer "
                "OpenBLAS", core, __builtin_cpu_supports ("avx512f") ? "SkylakeX" : "Haswell");
   g_once_init_leave (&checked, 1);

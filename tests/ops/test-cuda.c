@@ -24,9 +24,9 @@ step_run (NsBackend *b, const Step *s)
 }
 
 static Step
-step_new (NsBackend *b, int rows)
+step_new (NsBackend *b, int rows, int dim, int outs)
 {
-  Step s = { .rows = rows, .dim = 256, .outs = 96 };
+  Step s = { .rows = rows, .dim = dim, .outs = outs };
   g_autoptr (GRand) rng = g_rand_new_with_seed (71);
   g_autofree float *y = ops_random (rng, (size_t) rows * s.dim, 1.0f);
   g_autofree float *table = ops_random (rng, 8 * s.dim, 1.0f);
@@ -60,7 +60,7 @@ test_graph_replay (void)
     {
       GError *error = NULL;
       g_assert_true (gpu->ops->reserve (gpu, rows, &error));
-      Step g = step_new (gpu, rows), c = step_new (cpu, rows);
+      Step g = step_new (gpu, rows, 256, 96), c = step_new (cpu, rows, 256, 96);
       g_assert_true (gpu->ops->graph_begin (gpu, &error));
       step_run (gpu, &g);
       NsGraph *graph = gpu->ops->graph_end (gpu, &error);
@@ -92,7 +92,9 @@ test_graph_needs_reserve (void)
   NsBackend *b = ns_backend_cuda_new (0, 0, &error);
   g_assert_no_error (error);
   g_assert_true (b->ops->reserve (b, 1, &error));
-  Step s = step_new (b, 64);
+  /* a GEMM whose staging exceeds what reserve (1) sizes for the split-K
+   * GEMVs of every resident warp */
+  Step s = step_new (b, 256, 4096, 4096);
   guint64 before = ns_backend_cuda_free_memory (b);
   g_assert_true (b->ops->graph_begin (b, &error));
   step_run (b, &s);
@@ -111,7 +113,7 @@ test_workspace_first_use (void)
   g_autoptr (GError) error = NULL;
   NsBackend *b = ns_backend_cuda_new (0, 0, &error);
   g_assert_no_error (error);
-  Step s = step_new (b, 40);
+  Step s = step_new (b, 40, 256, 96);
   step_run (b, &s);
   g_assert_true (b->ops->sync (b, &error));
   g_assert_no_error (error);
