@@ -30,6 +30,19 @@ check_core (void)
 }
 
 void
+ns_cpu_blas_serial (void)
+{
+  check_core ();
+  openblas_set_num_threads (1);
+}
+
+void
+ns_cpu_sgemm_serial (int m, int n, int k, const float *a, const float *bt, float *c, int ldc)
+{
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, bt, k, 1.0f, c, ldc);
+}
+
+void
 ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, int k,
               float alpha, const float *a, int lda, const float *bm, int ldb, float beta,
               float *c, int ldc)
@@ -38,8 +51,7 @@ ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int n, in
    * single-threaded BLAS. The BLAS's own thread pool would compete with the
    * OpenMP team for the cores (both spin while they wait), which on a busy
    * or small machine costs more than it gains. */
-  check_core ();
-  openblas_set_num_threads (1);
+  ns_cpu_blas_serial ();
   int threads = MAX (1, MIN (ns_cpu_threads (b), n / SPLIT_ALIGN));
   int per = (n + threads - 1) / threads;
   per = (per + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;

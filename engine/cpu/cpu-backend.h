@@ -95,6 +95,14 @@ void ns_cpu_sgemm (NsBackend *b, gboolean trans_a, gboolean trans_b, int m, int 
                    float alpha, const float *a, int lda, const float *bm, int ldb, float beta,
                    float *c, int ldc);
 
+/* The BLAS on the calling thread only, for ops that split the work among
+ * the backend's threads themselves: ns_cpu_blas_serial () once before the
+ * parallel region, then C += A · Bᵀ with A [m, k], B [n, k] (both rows k
+ * apart), C rows ldc apart. */
+void ns_cpu_blas_serial (void);
+void ns_cpu_sgemm_serial (int m, int n, int k, const float *a, const float *bt, float *c,
+                          int ldc);
+
 /* memory.c */
 float   *ns_cpu_alloc (NsBackend *b, size_t n_floats, GError **error);
 void     ns_cpu_free (NsBackend *b, float *p);

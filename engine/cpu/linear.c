@@ -6,13 +6,17 @@
 #include "cpu-backend.h"
 
 #define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
-#define GEMV_GROUP 4          /* x rows one pass over a weight row serves */
+#define GEMV_GROUP 4          /* x rows one pass over the weights serves */
+#define GEMV_ACCUMULATORS 8   /* weight rows × x rows of one pass: FMA chains in registers */
+#define GEMV_BLOCK 8          /* weight rows a thread takes at a time */
 #define GEMV_LINE 64          /* weight bytes per loop step: one cache line, one prefetch */
 #define GEMV_PREFETCH 2048    /* bytes ahead of the weight stream */
 #define GEMV_CHUNK 1024       /* F16 weights per conversion: 4 KiB of f32 */
-#define PREFILL_PANEL_FLOATS (8 << 20)   /* W widened per sgemm call: 32 MiB */
+#define PREFILL_PANEL_BYTES (4 << 20)    /* W widened per BLAS call: cache-sized */
+#define PREFILL_PANEL_MIN_ROWS 64        /* fewer make the BLAS repack x too often */
 
-/* How dot_rows widens the weights; a compile-time constant in every clone. */
+/* How the dot products widen the weights; a compile-time constant in every
+ * clone. */
 typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8 } WeightKind;
 
 typedef int32_t NsI32x8 __attribute__ ((vector_size (32)));
@@ -31,12 +35,12 @@ kind_size (WeightKind kind)
   return kind == WEIGHTS_F32 ? 4 : kind == WEIGHTS_BF16 ? 2 : 1;
 }
 
-/* The weights of one unit from element i as f32 vectors, exactly, with only
- * shifts and masks (no shuffles, which cost a port the FMAs need, and which
- * GCC's generic vectors do not produce well): the unit is read as 8 u32 and
- * vector v takes byte/half v of each, so it holds elements i + L·t + v
- * (t < 8, L = lanes per u32) and x comes de-interleaved to match (see
- * deinterleave).
+/* Vector v of the weights of the unit at element i as f32, exactly, with
+ * only shifts and masks (no shuffles, which cost a port the FMAs need, and
+ * which GCC's generic vectors do not produce well): the unit is read as 8
+ * u32 and vector v takes byte/half v of each, so it holds elements
+ * i + L·t + v (t < 8, L = lanes per u32) and x comes de-interleaved to
+ * match (see deinterleave).
  *  - bf16: half 0 as u32 << 16, half 1 as u32 & 0xffff0000;
  *  - int8: byte v shifted to the top, arithmetic-shifted back, converted
  *    (the row scale comes later);
@@ -45,29 +49,24 @@ kind_size (WeightKind kind)
  *    too, as f32 denormals); one multiply by 2^120 restores it. A table would
  *    take a scalar load per weight, which cannot keep up with the memory. */
 static inline __attribute__ ((always_inline)) void
-widen_unit (WeightKind kind, const void *w, int i, NsF32x8 *v)
+widen_vector (WeightKind kind, const void *w, int i, int v, NsF32x8 *out)
 {
   if (kind == WEIGHTS_F32)
     {
-      v[0] = NS_F32X8_LOAD ((const float *) w + i);
-      v[1] = NS_F32X8_LOAD ((const float *) w + i + 8);
+      *out = NS_F32X8_LOAD ((const float *) w + i + 8 * v);
       return;
     }
   NsU32x8 u = *(const NsU32x8b *) ((const char *) w + (size_t) i * kind_size (kind));
   if (kind == WEIGHTS_BF16)
     {
-      v[0] = (NsF32x8) (u << 16);
-      v[1] = (NsF32x8) (u & 0xffff0000u);
+      *out = v == 0 ? (NsF32x8) (u << 16) : (NsF32x8) (u & 0xffff0000u);
       return;
     }
-  for (int k = 0; k < 4; k++)
-    {
-      NsI32x8 top = (NsI32x8) (u << (24 - 8 * k));
-      if (kind == WEIGHTS_I8)
-        v[k] = __builtin_convertvector (top >> 24, NsF32x8);
-      else
-        v[k] = (NsF32x8) ((top >> 4) & (int32_t) 0x87f00000) * 0x1p120f;
-    }
+  NsI32x8 top = (NsI32x8) (u << (24 - 8 * v));
+  if (kind == WEIGHTS_I8)
+    *out = __builtin_convertvector (top >> 24, NsF32x8);
+  else
+    *out = (NsF32x8) ((top >> 4) & (int32_t) 0x87f00000) * 0x1p120f;
 }
 
 /* One weight as f32 (the unscaled code for int8/fp8), for the tails. */
@@ -83,87 +82,107 @@ widen1 (WeightKind kind, const void *w, int i)
     }
 }
 
-/* acc[r][v] += unit v of the weights · x[r] for one unit at element i. */
-#define DOT_UNIT(kind, nr, w, x, i, acc)                                  \
-  do                                                                      \
-    {                                                                     \
-      NsF32x8 wv_[4];                                                     \
-      widen_unit ((kind), (w), (i), wv_);                                 \
-      for (int v_ = 0; v_ < unit_vectors (kind); v_++)                    \
-        for (int r_ = 0; r_ < (nr); r_++)                                 \
-          (acc)[r_][v_] += wv_[v_] * NS_F32X8_LOAD ((x)[r_] + (i) + 8 * v_); \
-    }                                                                     \
+/* acc[k·nr + r] += unit of weight row k · x[r] for the unit at element i.
+ * Each x vector is loaded once for all nw weight rows: with one weight row
+ * per pass, int8 needed 8 bytes of x (from L2: two rows of 5120 floats do
+ * not fit L1) per byte of weights, and that, not memory, bounded it. */
+#define DOT_UNIT(kind, nw, nr, w, stride, x, i, acc)                              \
+  do                                                                              \
+    {                                                                             \
+      for (int v_ = 0; v_ < unit_vectors (kind); v_++)                            \
+        {                                                                         \
+          NsF32x8 xv_[GEMV_GROUP];                                                \
+          for (int r_ = 0; r_ < (nr); r_++)                                       \
+            xv_[r_] = NS_F32X8_LOAD ((x)[r_] + (i) + 8 * v_);                     \
+          for (int k_ = 0; k_ < (nw); k_++)                                       \
+            {                                                                     \
+              NsF32x8 wv_;                                                        \
+              widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, &wv_); \
+              for (int r_ = 0; r_ < (nr); r_++)                                   \
+                (acc)[k_ * (nr) + r_] += wv_ * xv_[r_];                           \
+            }                                                                     \
+        }                                                                         \
+    }                                                                             \
   while (0)
 
-/* sums[r] += Σ_i W[i] · x[r][i] for nr ≤ GEMV_GROUP rows. Always inlined
- * with constant nr and kind, so the accumulators (one per row and vector:
- * independent FMA chains) live in registers and the kind tests fold. */
+/* sums[k·ld + r] = Σ_i W_k[i] · x[r][i] for nw weight rows `ldw` elements
+ * apart and nr x rows, nw·nr ≤ GEMV_ACCUMULATORS. Always inlined with
+ * constant nw, nr and kind, so the accumulators (independent FMA chains)
+ * live in registers and the kind tests fold. */
 static inline __attribute__ ((always_inline)) void
-dot_rows (int nr, WeightKind kind, const void *w, const float *const *x, int n, float *sums)
+dot_block (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+           int n, float *sums, int ld)
 {
   const int unit = 8 * unit_vectors (kind), line = GEMV_LINE / kind_size (kind);
-  NsF32x8 acc[GEMV_GROUP][4] = { { { 0 } } };
+  const size_t stride = ldw * kind_size (kind);
+  NsF32x8 acc[GEMV_ACCUMULATORS] = { { 0 } };
   int i = 0;
   for (; i + line <= n; i += line)
     {
       /* The hardware prefetcher alone leaves a third of the bandwidth unused. */
-      __builtin_prefetch ((const char *) w + (size_t) i * kind_size (kind) + GEMV_PREFETCH);
+      for (int k = 0; k < nw; k++)
+        __builtin_prefetch ((const char *) w + k * stride + (size_t) i * kind_size (kind)
+                            + GEMV_PREFETCH);
       for (int u = i; u < i + line; u += unit)
-        DOT_UNIT (kind, nr, w, x, u, acc);
+        DOT_UNIT (kind, nw, nr, w, stride, x, u, acc);
     }
   for (; i + unit <= n; i += unit)
-    DOT_UNIT (kind, nr, w, x, i, acc);
-  for (int r = 0; r < nr; r++)
-    {
-      NsF32x8 all = (acc[r][0] + acc[r][2]) + (acc[r][1] + acc[r][3]);
-      float s = NS_F32X8_SUM (all);
-      for (int j = i; j < n; j++)
-        s += widen1 (kind, w, j) * x[r][j];
-      sums[r] += s;
-    }
+    DOT_UNIT (kind, nw, nr, w, stride, x, i, acc);
+  for (int k = 0; k < nw; k++)
+    for (int r = 0; r < nr; r++)
+      {
+        float s = NS_F32X8_SUM (acc[k * nr + r]);
+        for (int j = i; j < n; j++)
+          s += widen1 (kind, (const char *) w + k * stride, j) * x[r][j];
+        sums[k * ld + r] = s;
+      }
 }
 
-/* Row groups of constant size for dot_rows. */
+/* nw weight rows against nr x rows: as many weight rows per pass as the
+ * accumulators allow, the leftover ones singly. */
 static inline __attribute__ ((always_inline)) void
-dot_all_rows (int rows, WeightKind kind, const void *w, const float *const *x, int n,
-              float *sums)
+dot_group (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+           int n, float *sums, int ld)
+{
+  const int wb = GEMV_ACCUMULATORS / nr;
+  const size_t stride = ldw * kind_size (kind);
+  int k = 0;
+  for (; k + wb <= nw; k += wb)
+    dot_block (wb, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
+  for (; k < nw; k++)
+    dot_block (1, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
+}
+
+/* sums[k·rows + r] = W_k · x[r] for nw ≤ GEMV_BLOCK weight rows and all x
+ * rows, in groups of constant size for dot_group. */
+static inline __attribute__ ((always_inline)) void
+dot_all (int nw, int rows, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+         int n, float *sums)
 {
   for (int r0 = 0; r0 < rows; r0 += GEMV_GROUP)
     switch (MIN (GEMV_GROUP, rows - r0))
       {
-      case 1: dot_rows (1, kind, w, x + r0, n, sums + r0); break;
-      case 2: dot_rows (2, kind, w, x + r0, n, sums + r0); break;
-      case 3: dot_rows (3, kind, w, x + r0, n, sums + r0); break;
-      default: dot_rows (4, kind, w, x + r0, n, sums + r0); break;
+      case 1: dot_group (nw, 1, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      case 2: dot_group (nw, 2, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      case 3: dot_group (nw, 3, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      default: dot_group (nw, 4, kind, w, ldw, x + r0, n, sums + r0, rows); break;
       }
 }
 
-NS_CPU_HOT static void
-dot_all_rows_f32 (int rows, const float *w, const float *const *x, int n, float *sums)
-{
-  dot_all_rows (rows, WEIGHTS_F32, w, x, n, sums);
-}
-
-NS_CPU_HOT static void
-dot_all_rows_bf16 (int rows, const uint16_t *w, const float *const *x, int n, float *sums)
-{
-  dot_all_rows (rows, WEIGHTS_BF16, w, x, n, sums);
-}
-
-NS_CPU_HOT static void
-dot_all_rows_i8 (int rows, const int8_t *w, const float *const *x, int n, float *sums)
-{
-  dot_all_rows (rows, WEIGHTS_I8, w, x, n, sums);
-}
-
-NS_CPU_HOT static void
-dot_all_rows_f8 (int rows, const uint8_t *w, const float *const *x, int n, float *sums)
-{
-  dot_all_rows (rows, WEIGHTS_F8, w, x, n, sums);
-}
+#define DOT_ALL_CLONE(name, kind, type)                                                  \
+  NS_CPU_HOT static void                                                               \
+  name (int nw, int rows, const type *w, size_t ldw, const float *const *x, int n,     \
+        float *sums)                                                                   \
+  {                                                                                    \
+    dot_all (nw, rows, kind, w, ldw, x, n, sums);                                      \
+  }
+DOT_ALL_CLONE (dot_all_f32, WEIGHTS_F32, float)
+DOT_ALL_CLONE (dot_all_bf16, WEIGHTS_BF16, uint16_t)
+DOT_ALL_CLONE (dot_all_i8, WEIGHTS_I8, int8_t)
+DOT_ALL_CLONE (dot_all_f8, WEIGHTS_F8, uint8_t)
 
 /* x rows reordered per unit of 8·lanes elements so that element 8·v + t of
- * the unit is x[lanes·t + v], the order widen_unit yields the weights in;
+ * the unit is x[lanes·t + v], the order widen_vector yields the weights in;
  * the tail past the last full unit stays in place. g_free the result. */
 static float *
 deinterleave (const float *x, int rows, int cols, int lanes)
@@ -185,54 +204,69 @@ deinterleave (const float *x, int rows, int cols, int lanes)
   return d;
 }
 
-/* sums[r] = W[o, :] · x[r, :] for every row r (x de-interleaved to match).
- * int8/fp8 codes are dotted unscaled and the row's scale applied once to the
- * sums; F16 (rare) is converted chunk by chunk into an L1 buffer first. */
+/* F16 weights (rare) are converted a chunk of one row at a time into an L1
+ * buffer and dotted as f32. */
 static void
-weight_row_dots (const NsMat *w, int o, const float *x, int rows, float *sums)
+f16_row_dots (const NsMat *w, int o, const float *const *x, int rows, float *sums)
+{
+  float buf[GEMV_CHUNK], part[GEMV_MAX_ROWS];
+  const float *xp[GEMV_MAX_ROWS];
+  size_t at = (size_t) o * w->cols;
+  for (int r = 0; r < rows; r++)
+    {
+      xp[r] = x[r];
+      sums[r] = 0.0f;
+    }
+  for (int c0 = 0; c0 < w->cols; c0 += GEMV_CHUNK)
+    {
+      int len = MIN (GEMV_CHUNK, w->cols - c0);
+      ns_cpu_convert (buf, w, at + c0, len);
+      dot_all_f32 (1, rows, buf, len, xp, len, part);
+      for (int r = 0; r < rows; r++)
+        {
+          sums[r] += part[r];
+          xp[r] += len;
+        }
+    }
+}
+
+/* sums[k·rows + r] = W[o + k, :] · x[r, :] for k < nw and every row r (x
+ * de-interleaved to match). int8/fp8 codes are dotted unscaled and each
+ * row's scale applied once to its sums. */
+static void
+block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, float *sums)
 {
   int cols = w->cols;
   size_t at = (size_t) o * cols;
-  const float *xp[GEMV_MAX_ROWS];
-  for (int r = 0; r < rows; r++)
-    {
-      xp[r] = x + (size_t) r * cols;
-      sums[r] = 0.0f;
-    }
   switch (w->dtype)
     {
     case NS_DTYPE_BF16:
-      dot_all_rows_bf16 (rows, (const uint16_t *) w->data + at, xp, cols, sums);
+      dot_all_bf16 (nw, rows, (const uint16_t *) w->data + at, cols, x, cols, sums);
       return;
     case NS_DTYPE_F32:
-      dot_all_rows_f32 (rows, (const float *) w->data + at, xp, cols, sums);
+      dot_all_f32 (nw, rows, (const float *) w->data + at, cols, x, cols, sums);
       return;
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:
       if (w->dtype == NS_DTYPE_I8)
-        dot_all_rows_i8 (rows, (const int8_t *) w->data + at, xp, cols, sums);
+        dot_all_i8 (nw, rows, (const int8_t *) w->data + at, cols, x, cols, sums);
       else
-        dot_all_rows_f8 (rows, (const uint8_t *) w->data + at, xp, cols, sums);
-      for (int r = 0; r < rows; r++)
-        sums[r] *= w->scale[o];
+        dot_all_f8 (nw, rows, (const uint8_t *) w->data + at, cols, x, cols, sums);
+      for (int k = 0; k < nw; k++)
+        for (int r = 0; r < rows; r++)
+          sums[k * rows + r] *= w->scale[o + k];
       return;
     default:
-      break;
-    }
-  float buf[GEMV_CHUNK];
-  for (int c0 = 0; c0 < cols; c0 += GEMV_CHUNK)
-    {
-      int len = MIN (GEMV_CHUNK, cols - c0);
-      ns_cpu_convert (buf, w, at + c0, len);
-      dot_all_rows_f32 (rows, buf, xp, len, sums);
-      for (int r = 0; r < rows; r++)
-        xp[r] += len;
+      for (int k = 0; k < nw; k++)
+        f16_row_dots (w, o + k, x, rows, sums + k * rows);
+      return;
     }
 }
 
-/* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once. (x
- * rows of 5120 floats do not fit L1 together; walking W a column block at a
- * time to keep them there measured slower: the stride breaks the stream.) */
+/* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once, a
+ * block of GEMV_BLOCK rows at a time. (x rows of 5120 floats do not fit L1
+ * together; walking W a column block at a time to keep them there measured
+ * slower: the stride breaks the stream.) */
 static void
 gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -240,23 +274,42 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
               : w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3 ? 4 : 0;
   float *xd = lanes ? deinterleave (x, rows, w->cols, lanes) : NULL;
   const float *xs = xd ? xd : x;
+  const float *xp[GEMV_MAX_ROWS];
+  for (int r = 0; r < rows; r++)
+    xp[r] = xs + (size_t) r * w->cols;
+  int blocks = (w->rows + GEMV_BLOCK - 1) / GEMV_BLOCK;
   /* Static: each thread streams one contiguous stretch of W. */
 #pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static) \
   if ((size_t) w->rows * w->cols > NS_CPU_PARALLEL_MIN)
-  for (int o = 0; o < w->rows; o++)
+  for (int blk = 0; blk < blocks; blk++)
     {
-      float sums[GEMV_MAX_ROWS];
-      weight_row_dots (w, o, xs, rows, sums);
-      for (int r = 0; r < rows; r++)
-        y[(size_t) r * w->rows + o] += sums[r];
+      int o = blk * GEMV_BLOCK, nw = MIN (GEMV_BLOCK, w->rows - o);
+      float sums[GEMV_BLOCK * GEMV_MAX_ROWS];
+      block_dots (w, o, nw, xp, rows, sums);
+      for (int k = 0; k < nw; k++)
+        for (int r = 0; r < rows; r++)
+          y[(size_t) r * w->rows + o + k] += sums[k * rows + r];
     }
   g_free (xd);
 }
 
-/* Prefill: the BLAS does the arithmetic-bound product. W is widened to f32
- * a panel of output rows at a time (exactly, the GEMV's values), so the
- * f32 copy stays small and the BLAS sees plain sgemm:
- * y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
+/* Output rows per prefill panel: about PREFILL_PANEL_BYTES of f32, a
+ * multiple of 16 (the BLAS's tiles), and the panels a multiple of the
+ * threads so that none waits for the others' last one. */
+static int
+prefill_block (int outs, int cols, int threads)
+{
+  size_t bytes = (size_t) outs * cols * sizeof (float);
+  int rounds = MAX (1, (int) ((bytes + (size_t) threads * PREFILL_PANEL_BYTES - 1)
+                              / ((size_t) threads * PREFILL_PANEL_BYTES)));
+  int block = (outs + rounds * threads - 1) / (rounds * threads);
+  return MIN (outs, MAX (PREFILL_PANEL_MIN_ROWS, (block + 15) / 16 * 16));
+}
+
+/* Prefill: the BLAS does the arithmetic-bound product. Each thread widens
+ * a panel of output rows of W to f32 (exactly, the GEMV's values) and
+ * multiplies it on its own: the panel stays in its cache, and nothing the
+ * size of W is allocated or written. y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
 static void
 prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -267,18 +320,22 @@ prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
                     w->rows);
       return;
     }
-  int block = MAX (1, MIN (w->rows, PREFILL_PANEL_FLOATS / cols));
-  float *panel = g_new (float, (size_t) block * cols);
-  for (int o0 = 0; o0 < w->rows; o0 += block)
-    {
-      int nb = MIN (block, w->rows - o0);
-#pragma omp parallel for num_threads (ns_cpu_threads (b)) schedule (static)
-      for (int o = 0; o < nb; o++)
-        ns_cpu_convert (panel + (size_t) o * cols, w, (size_t) (o0 + o) * cols, cols);
-      ns_cpu_sgemm (b, FALSE, TRUE, rows, nb, cols, 1.0f, x, cols, panel, cols, 1.0f, y + o0,
-                    w->rows);
-    }
-  g_free (panel);
+  int threads = ns_cpu_threads (b), block = prefill_block (w->rows, cols, threads);
+  int panels = (w->rows + block - 1) / block;
+  ns_cpu_blas_serial ();
+#pragma omp parallel num_threads (MIN (threads, panels))
+  {
+    float *panel = g_new (float, (size_t) block * cols);
+#pragma omp for schedule (static)
+    for (int p = 0; p < panels; p++)
+      {
+        int o0 = p * block, nb = MIN (block, w->rows - o0);
+        for (int o = 0; o < nb; o++)
+          ns_cpu_convert (panel + (size_t) o * cols, w, (size_t) (o0 + o) * cols, cols);
+        ns_cpu_sgemm_serial (rows, nb, cols, x, panel, y + o0, w->rows);
+      }
+    g_free (panel);
+  }
 }
 
 /* y rows start from 0 (or their old value when accumulating), plus bias. */
