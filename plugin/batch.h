@@ -3,6 +3,8 @@
  * main loop and reports each token to GIMP's progress bar. */
 #pragma once
 
+#include <libgimp/gimp.h>
+
 #include "ns-controller.h"
 
 G_BEGIN_DECLS

@@ -292,8 +292,9 @@ run (GimpProcedure *procedure, NsMode mode, GimpRunMode run_mode,
 {
   GError *error = NULL;
   g_autoptr (NsSettings) settings = ns_settings_new ();
-  BatchSource source = { drawable };
-  NsRunContext context = { mode, read_batch_source, &source };
+  BatchSource source = { .drawable = drawable };
+  NsRunContext context = { .mode = mode, .source = read_batch_source,
+                           .source_data = &source };
   NsJob job;
   GimpValueArray *values;
   gboolean limit;
