@@ -41,7 +41,7 @@ on_token (NsController *controller, int image, int token, int n_tokens,
 }
 
 NsResult *
-ns_batch_run (const NsPluginJob *job, NsRecipe **recipe, GError **error)
+ns_batch_run (const NsJob *job, NsRecipe **recipe, GError **error)
 {
   g_autoptr (NsController) controller = ns_controller_new ();
   Wait wait = { g_main_loop_new (NULL, FALSE), NULL, MAX (job->request.images, 1), FALSE };

@@ -3,13 +3,15 @@
  * main loop and reports each token to GIMP's progress bar. */
 #pragma once
 
-#include "arguments.h"
+#include <libgimp/gimp.h>
+
+#include "ns-controller.h"
 
 G_BEGIN_DECLS
 
-/* Loads the model of @job and runs its request; returns the result and the
- * recipe (every default resolved, the seed really used), or NULL and an
- * error that says what is wrong and what to do. */
-NsResult *ns_batch_run (const NsPluginJob *job, NsRecipe **recipe, GError **error);
+/* Loads the model of @job (from ns_settings_make_job) and runs its request;
+ * returns the result and the recipe (every default resolved, the seed really
+ * used), or NULL and an error that says what is wrong and what to do. */
+NsResult *ns_batch_run (const NsJob *job, NsRecipe **recipe, GError **error);
 
 G_END_DECLS

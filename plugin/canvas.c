@@ -73,8 +73,8 @@ ns_canvas_read_source (const NsEditRegion *region, int *grid_width,
   const int max_pixels = 512 * 512;
   GBytes *pixels = NULL;
 
-  ns_plugin_token_grid (region->width, region->height, max_pixels,
-                        grid_width, grid_height);
+  ns_token_grid (region->width, region->height, max_pixels,
+                 grid_width, grid_height);
   /* A scratch image keeps the user's image and its undo history untouched. */
   GimpImage *tmp = gimp_image_new (region->width, region->height, GIMP_RGB);
   GimpLayer *copy = source_copy (region, tmp, *grid_width, *grid_height, error);

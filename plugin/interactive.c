@@ -27,78 +27,6 @@ typedef struct {
   GimpLayer    *preview;        /* the live canvas preview of a run, or NULL */
 } Session;
 
-/* ---- Last-used values <-> dialog settings ------------------------------ */
-
-static char *
-non_empty (char *text)
-{
-  if (text != NULL && *text == '\0')
-    g_clear_pointer (&text, g_free);
-  return text;
-}
-
-static void
-settings_from_config (GimpProcedureConfig *config, NsMode mode,
-                      NsDialogSettings *s)
-{
-  g_autofree char *sampler = NULL, *backend = NULL;
-  int seed;
-
-  ns_dialog_settings_init (s);
-  s->mode = mode;
-  g_object_get (config,
-                mode == NS_MODE_EDIT ? "instruction" : "prompt", &s->prompt,
-                "negative-prompt", &s->negative, "steps", &s->steps,
-                "cfg", &s->cfg, "seed", &seed, "sampler", &sampler,
-                "backend", &backend, "model", &s->model_dir, "vae", &s->vae_dir,
-                "server", &s->server, "api-key", &s->api_key, "draft", &s->draft, NULL);
-  if (mode == NS_MODE_EDIT)
-    g_object_get (config, "cfg-img", &s->cfg_img, NULL);
-  else
-    {
-      int width, height;
-      g_object_get (config, "width", &width, "height", &height,
-                    "images", &s->images, NULL);
-      ns_plugin_token_grid (width, height, 0, &s->width, &s->height);
-      s->images = MIN (s->images, 8);   /* the dialog's limit */
-    }
-  s->negative = non_empty (s->negative);
-  s->model_dir = non_empty (s->model_dir);
-  s->vae_dir = non_empty (s->vae_dir);
-  s->server = non_empty (s->server);
-  s->api_key = non_empty (s->api_key);
-  if (sampler != NULL && *sampler != '\0')
-    ns_sampler_from_name (sampler, &s->sampler);
-  ns_backend_from_name (backend, &s->backend);
-  s->seed_mode = seed < 0 ? NS_SEED_RANDOM : NS_SEED_FIXED;
-  s->seed = MAX (seed, 0);
-}
-
-static void
-settings_to_config (const NsDialogSettings *s, GimpProcedureConfig *config)
-{
-  int seed = s->seed_mode == NS_SEED_RANDOM ? -1 : (int) MIN (s->seed, G_MAXINT);
-
-  g_object_set (config,
-                s->mode == NS_MODE_EDIT ? "instruction" : "prompt",
-                s->prompt != NULL ? s->prompt : "",
-                "negative-prompt", s->negative != NULL ? s->negative : "",
-                "steps", s->steps, "cfg", s->cfg, "seed", seed,
-                "sampler", s->sampler == NS_SAMPLER_DEFAULT
-                           ? "" : ns_sampler_name (s->sampler),
-                "backend", ns_backend_name (s->backend),
-                "model", s->model_dir != NULL ? s->model_dir : "",
-                "vae", s->vae_dir != NULL ? s->vae_dir : "",
-                "server", s->server != NULL ? s->server : "",
-                "api-key", s->api_key != NULL ? s->api_key : "",
-                "draft", s->draft, NULL);
-  if (s->mode == NS_MODE_EDIT)
-    g_object_set (config, "cfg-img", s->cfg_img, NULL);
-  else
-    g_object_set (config, "width", s->width, "height", s->height,
-                  "images", s->images, NULL);
-}
-
 /* ---- "Regenerate / vary seed" for a layer NextStep made ---------------- */
 
 static int
@@ -109,10 +37,12 @@ ask_about_recipe (const NsRecipe *recipe)
                                            _("This layer was made by NextStep"));
   int response;
 
+  g_autofree char *prompt = ns_recipe_dup_prompt (recipe);
+
   gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (ask),
                                             _("“%s”, seed %" G_GUINT64_FORMAT
                                               ". Start from its settings?"),
-                                            recipe->prompt, recipe->seed);
+                                            prompt, ns_recipe_get_seed (recipe));
   gtk_dialog_add_buttons (GTK_DIALOG (ask),
                           _("_New"), RESPONSE_NEW,
                           _("_Vary Seed"), RESPONSE_VARY,
@@ -143,10 +73,11 @@ report_unreadable_recipe (const GError *error)
   gtk_widget_destroy (note);
 }
 
-/* Replaces @settings by @drawable's recipe when it has one of @mode's kind
- * and the user wants to make it again (same seed) or vary it (new seed). */
+/* Sets @drawable's recipe in @settings when it has one of @mode's kind and
+ * the user wants to make it again (same seed) or vary it (new seed); the
+ * server and its key, which no recipe holds, stay. */
 static void
-offer_recipe (GimpDrawable *drawable, NsMode mode, NsDialogSettings *settings)
+offer_recipe (GimpDrawable *drawable, NsMode mode, NsSettings *settings)
 {
   gsize size = 0;
   g_autofree char *json = drawable != NULL
@@ -154,20 +85,19 @@ offer_recipe (GimpDrawable *drawable, NsMode mode, NsDialogSettings *settings)
   g_autoptr (GError) error = NULL;
   g_autoptr (NsRecipe) recipe = json != NULL
                                 ? ns_recipe_from_json (json, (gssize) size, &error) : NULL;
-  const char *kind = mode == NS_MODE_EDIT ? "edit" : "generate";
   int response;
 
   if (error != NULL)
     report_unreadable_recipe (error);
-  if (recipe == NULL || g_strcmp0 (recipe->mode, kind) != 0)
+  if (recipe == NULL || recipe->mode != mode)
     return;
   response = ask_about_recipe (recipe);
   if (response != RESPONSE_VARY && response != RESPONSE_REGENERATE)
     return;
-  if (! ns_dialog_settings_from_recipe (settings, recipe, &error))
-    report_unreadable_recipe (error);
-  else if (response == RESPONSE_VARY)
-    settings->seed_mode = NS_SEED_RANDOM;
+  ns_recipe_apply (recipe, settings);
+  g_object_set (settings, "reuse-seed", FALSE, "draft", FALSE, NULL);
+  if (response == RESPONSE_VARY)
+    g_object_set (settings, "seed", (gint64) -1, NULL);
 }
 
 /* ---- Dialog callbacks (main thread) ------------------------------------ */
@@ -361,7 +291,7 @@ save_geometry (GtkWindow *window, NsMode mode)
  * opens the procedure's help page, it stays over the image window. The
  * NsDialog brings its own buttons; the action area holds only Help. */
 static GtkWidget *
-open_window (Session *s, GimpProcedure *procedure, NsDialogSettings *settings,
+open_window (Session *s, GimpProcedure *procedure, NsSettings *settings,
              GtkWidget **dialog)
 {
   GtkWidget *window = gimp_dialog_new (s->mode == NS_MODE_EDIT ? _("NextStep – Edit")
@@ -395,24 +325,23 @@ ns_interactive_run (GimpProcedure *procedure, NsMode mode, GimpImage *image,
 {
   Session s = { mode, image, drawable, FALSE, { 0 },
                 g_ptr_array_new (), g_main_loop_new (NULL, FALSE), NULL };
-  NsDialogSettings settings;
+  g_autoptr (NsSettings) settings = ns_settings_new ();
+  g_autoptr (NsSettings) chosen = NULL;
   GtkWidget *dialog, *window;
   GimpValueArray *values;
 
   gimp_ui_init (PLUG_IN_BINARY);
-  settings_from_config (config, mode, &settings);
-  if (mode == NS_MODE_EDIT)
-    g_object_get (config, "limit-to-selection", &s.limit_to_selection, NULL);
-  offer_recipe (drawable, mode, &settings);
+  /* The last values, by the arguments' names (as GimpProcedureDialog does). */
+  ns_settings_assign (G_OBJECT (settings), G_OBJECT (config));
+  g_object_get (settings, "limit-to-selection", &s.limit_to_selection, NULL);
+  offer_recipe (drawable, mode, settings);
 
-  window = open_window (&s, procedure, &settings, &dialog);
+  window = open_window (&s, procedure, settings, &dialog);
   g_main_loop_run (s.loop);
   remove_preview (&s);
 
-  ns_dialog_settings_clear (&settings);
-  ns_dialog_get_settings (NS_DIALOG (dialog), &settings);
-  settings_to_config (&settings, config);
-  ns_dialog_settings_clear (&settings);
+  chosen = ns_dialog_get_settings (NS_DIALOG (dialog));
+  ns_settings_assign (G_OBJECT (config), G_OBJECT (chosen));
   save_geometry (GTK_WINDOW (window), mode);
   gtk_widget_destroy (window);
 

@@ -141,7 +141,7 @@ create_generate_procedure (GimpPlugIn *plug_in)
   gimp_procedure_set_attribution (procedure, AUTHORS, AUTHORS,
                                   COPYRIGHT_DATE);
 
-  ns_plugin_add_generate_arguments (procedure);
+  ns_plugin_add_arguments (procedure, NS_MODE_GENERATE);
   ns_plugin_add_result_values (procedure);
 
   return procedure;
@@ -174,7 +174,7 @@ create_edit_procedure (GimpPlugIn *plug_in)
   gimp_procedure_set_attribution (procedure, AUTHORS, AUTHORS,
                                   COPYRIGHT_DATE);
 
-  ns_plugin_add_edit_arguments (procedure);
+  ns_plugin_add_arguments (procedure, NS_MODE_EDIT);
   ns_plugin_add_result_values (procedure);
 
   return procedure;
@@ -193,15 +193,19 @@ nextstep_create_procedure (GimpPlugIn  *plug_in,
 }
 
 
-/* Fails with @error: argument problems (GIMP_PLUG_IN_ERROR) are
- * the caller's, everything else (model, engine) an execution error. */
+/* Fails with @error: argument problems (GIMP_PLUG_IN_ERROR, and the
+ * settings' own NS_ERROR_INVALID_ARGUMENT) are the caller's, everything else
+ * (model, engine) an execution error. */
 static GimpValueArray *
 fail (GimpProcedure *procedure, GError *error)
 {
-  GimpPDBStatusType status = error->domain == GIMP_PLUG_IN_ERROR
-                             ? GIMP_PDB_CALLING_ERROR : GIMP_PDB_EXECUTION_ERROR;
+  gboolean calling = error->domain == GIMP_PLUG_IN_ERROR
+                     || g_error_matches (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT);
 
-  return gimp_procedure_new_return_values (procedure, status, error);
+  return gimp_procedure_new_return_values (procedure,
+                                           calling ? GIMP_PDB_CALLING_ERROR
+                                                   : GIMP_PDB_EXECUTION_ERROR,
+                                           error);
 }
 
 static GimpValueArray *
@@ -217,8 +221,7 @@ success (GimpProcedure *procedure, GimpImage *image, GimpLayer **layers)
 
 /* Runs @job without the dialog and inserts its results at @placement. */
 static GimpValueArray *
-run_batch (GimpProcedure *procedure, const NsPluginJob *job,
-           NsPlacement *placement)
+run_batch (GimpProcedure *procedure, const NsJob *job, NsPlacement *placement)
 {
   GError *error = NULL;
   g_autoptr (NsRecipe) recipe = NULL;
@@ -263,6 +266,62 @@ single_drawable (GimpProcedure *procedure, GimpDrawable **drawables,
   return NULL;
 }
 
+/* The edit source of a batch run (NsRunContext.source): the selection's
+ * bounding box in the layer, or the whole layer. */
+typedef struct {
+  GimpDrawable *drawable;
+  NsEditRegion  region;
+} BatchSource;
+
+static GBytes *
+read_batch_source (gpointer data, int *width, int *height, GError **error)
+{
+  BatchSource *source = data;
+
+  if (! ns_canvas_edit_region (source->drawable, &source->region, error))
+    return NULL;
+  return ns_canvas_read_source (&source->region, width, height, error);
+}
+
+/* Both procedures: the config as NsSettings, then the dialog, or the one
+ * path from settings to a run (ns_settings_make_job) and the results into
+ * the image. */
+static GimpValueArray *
+run (GimpProcedure *procedure, NsMode mode, GimpRunMode run_mode,
+     GimpImage *image, GimpDrawable *drawable, GimpProcedureConfig *config)
+{
+  GError *error = NULL;
+  g_autoptr (NsSettings) settings = ns_settings_new ();
+  BatchSource source = { .drawable = drawable };
+  NsRunContext context = { .mode = mode, .source = read_batch_source,
+                           .source_data = &source };
+  NsJob job;
+  GimpValueArray *values;
+  gboolean limit;
+
+  gegl_init (NULL, NULL);
+  ns_settings_assign (G_OBJECT (settings), G_OBJECT (config));
+  if (! ns_settings_check (settings, &error))
+    return fail (procedure, error);
+  if (run_mode == GIMP_RUN_INTERACTIVE)
+    return ns_interactive_run (procedure, mode, image, drawable, config);
+
+  if (! ns_settings_make_job (settings, &context, &job, &error))
+    {
+      ns_job_clear (&job);
+      return fail (procedure, error);
+    }
+  g_object_get (settings, "limit-to-selection", &limit, NULL);
+  NsPlacement placement = { image, drawable, 0, 0, job.width, job.height, FALSE };
+  if (mode == NS_MODE_EDIT)
+    placement = (NsPlacement) { image, drawable, source.region.x, source.region.y,
+                                source.region.width, source.region.height,
+                                limit && source.region.has_selection };
+  values = run_batch (procedure, &job, &placement);
+  ns_job_clear (&job);
+  return values;
+}
+
 static GimpValueArray *
 nextstep_run_generate (GimpProcedure        *procedure,
                        GimpRunMode           run_mode,
@@ -271,27 +330,11 @@ nextstep_run_generate (GimpProcedure        *procedure,
                        GimpProcedureConfig  *config,
                        gpointer              run_data)
 {
-  GError *error = NULL;
   gsize n_drawables = gimp_core_object_array_get_length ((GObject **) drawables);
-  GimpDrawable *above = n_drawables == 1 ? drawables[0] : NULL;
-  NsPluginJob job;
-  GimpValueArray *values;
 
-  gegl_init (NULL, NULL);
-  if (! ns_plugin_check_config (config, &error))
-    return fail (procedure, error);
-  if (run_mode == GIMP_RUN_INTERACTIVE)
-    return ns_interactive_run (procedure, NS_MODE_GENERATE, image, above, config);
-
-  if (! ns_plugin_job_from_config (config, NS_MODE_GENERATE, &job, &error))
-    {
-      ns_plugin_job_clear (&job);
-      return fail (procedure, error);
-    }
-  NsPlacement placement = { image, above, 0, 0, job.width, job.height, FALSE };
-  values = run_batch (procedure, &job, &placement);
-  ns_plugin_job_clear (&job);
-  return values;
+  /* Results go above the one drawable given, else above the active layer. */
+  return run (procedure, NS_MODE_GENERATE, run_mode, image,
+              n_drawables == 1 ? drawables[0] : NULL, config);
 }
 
 static GimpValueArray *
@@ -304,31 +347,8 @@ nextstep_run_edit (GimpProcedure        *procedure,
 {
   GError *error = NULL;
   GimpDrawable *drawable = single_drawable (procedure, drawables, &error);
-  g_autoptr (GBytes) source = NULL;
-  NsEditRegion region;
-  NsPluginJob job;
-  GimpValueArray *values;
 
-  gegl_init (NULL, NULL);
-  if (drawable == NULL || ! ns_plugin_check_config (config, &error))
+  if (drawable == NULL)
     return fail (procedure, error);
-  if (run_mode == GIMP_RUN_INTERACTIVE)
-    return ns_interactive_run (procedure, NS_MODE_EDIT, image, drawable, config);
-
-  if (! ns_plugin_job_from_config (config, NS_MODE_EDIT, &job, &error)
-      || ! ns_canvas_edit_region (drawable, &region, &error)
-      || ! (source = ns_canvas_read_source (&region, &job.request.input.width,
-                                            &job.request.input.height, &error)))
-    {
-      ns_plugin_job_clear (&job);
-      return fail (procedure, error);
-    }
-  job.request.input.rgba = g_bytes_get_data (source, NULL);
-  job.request.input.stride = job.request.input.width * 4;
-  NsPlacement placement = { image, drawable, region.x, region.y,
-                            region.width, region.height,
-                            job.limit_to_selection && region.has_selection };
-  values = run_batch (procedure, &job, &placement);
-  ns_plugin_job_clear (&job);
-  return values;
+  return run (procedure, NS_MODE_EDIT, run_mode, image, drawable, config);
 }

@@ -7,14 +7,14 @@ static char *
 layer_name (const char *recipe_json)
 {
   g_autoptr (NsRecipe) recipe = ns_recipe_from_json (recipe_json, -1, NULL);
+  g_autofree char *full = recipe != NULL ? ns_recipe_dup_prompt (recipe) : NULL;
   g_autofree char *prompt = NULL;
 
-  if (recipe == NULL || recipe->prompt == NULL)
+  if (full == NULL)
     return g_strdup ("NextStep");
-  prompt = g_utf8_substring (recipe->prompt, 0,
-                             MIN (g_utf8_strlen (recipe->prompt, -1), 40));
+  prompt = g_utf8_substring (full, 0, MIN (g_utf8_strlen (full, -1), 40));
   return g_strdup_printf ("NextStep: %s (seed %" G_GUINT64_FORMAT ")",
-                          prompt, recipe->seed);
+                          prompt, ns_recipe_get_seed (recipe));
 }
 
 static GimpLayer **

@@ -327,30 +327,22 @@ ensure_model (NsController *self, const Job *job, GCancellable *cancellable, GEr
   return TRUE;
 }
 
-/* The recipe of a resolved request; strings are copied because the
- * resolved defaults may point into the model. */
+/* The recipe of a resolved request: the values really used, the seed of
+ * the result; on a server, its model's name, so that "regenerate" asks for
+ * it again. */
 static NsRecipe *
 recipe_new (NsController *self, const Job *job, const NsRequest *resolved, const NsResult *result)
 {
-  NsRecipe *recipe = ns_recipe_new ();
-  recipe->mode = g_strdup (resolved->mode == NS_MODE_EDIT ? "edit" : "generate");
-  recipe->prompt = g_strdup (resolved->prompt);
-  recipe->negative = g_strdup (resolved->negative != NULL ? resolved->negative : "");
-  recipe->seed = result->seed;
-  recipe->steps = resolved->steps;
-  recipe->cfg = resolved->cfg;
-  recipe->cfg_img = resolved->mode == NS_MODE_EDIT ? resolved->cfg_img : 0;
-  recipe->width = result->width;
-  recipe->height = result->height;
-  recipe->sampler = g_strdup (ns_sampler_name (resolved->sampler));
-  /* On a server: its model's name, so that "regenerate" asks for it again. */
-  recipe->model = g_strdup (job->backend == NS_BACKEND_REMOTE ? ns_model_get_name (self->model)
-                                                              : job->model_dir);
-  recipe->version = g_strdup (ns_version ());
-  recipe->images = result->n_images;
-  recipe->backend = g_strdup (ns_backend_name (ns_model_get_backend (self->model)));
-  recipe->precision = g_strdup (ns_weight_format_name (job->weights));
-  return recipe;
+  NsRequest used = *resolved;
+  used.seed = result->seed;
+  used.width = result->width;
+  used.height = result->height;
+  used.images = result->n_images;
+  g_autoptr (NsSettings) settings =
+    ns_settings_new_for_run (&used, job->backend == NS_BACKEND_REMOTE
+                                    ? ns_model_get_name (self->model) : job->model_dir,
+                             ns_model_get_backend (self->model), job->weights);
+  return ns_recipe_new (resolved->mode, settings);
 }
 
 /* The engine uses every core; the dialog must still get the CPU at once

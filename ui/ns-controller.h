@@ -27,17 +27,8 @@ G_BEGIN_DECLS
 #define NS_TYPE_CONTROLLER (ns_controller_get_type ())
 G_DECLARE_FINAL_TYPE (NsController, ns_controller, NS, CONTROLLER, GObject)
 
-/* Which model to use: a different key means a reload. */
-typedef struct {
-  const char    *model_dir;     /* required, except with NS_BACKEND_REMOTE: then the
-                                 * server's model name, NULL for the server's own choice */
-  const char    *vae_dir;       /* NULL: ns_vae_find */
-  NsBackendKind  backend;
-  NsWeightFormat weights;
-  const char    *server;        /* NS_BACKEND_REMOTE: the server's URL */
-  const char    *api_key;       /* NS_BACKEND_REMOTE: its key, or NULL */
-  gboolean       want_edit;     /* NS_BACKEND_REMOTE: prefer the server's edit model */
-} NsModelKey;
+/* NsModelKey (which model to use: a different key means a reload) is in
+ * ns-settings.h, where ns_settings_make_job fills it in. */
 
 /* The loaded model's defaults for one mode (docs/model.md §9), from
  * ns_request_resolve: they follow the mode, not the checkpoint's kind. */

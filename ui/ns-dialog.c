@@ -11,10 +11,9 @@
 #include "ns-preview-area.h"
 
 #define DOWNLOAD_COMMAND "hf download stepfun-ai/NextStep-1.1"
-#define MAX_IMAGES 8
-/* Draft runs, for trying prompts: few flow-matching steps, and new images
- * at half the width and height (a quarter of the tokens). */
-#define DRAFT_STEPS 8
+
+/* The seed choice, shown as a combo: "seed" -1, "seed" ≥ 0, "reuse-seed". */
+enum { SEED_RANDOM, SEED_FIXED, SEED_REUSE_LAST };
 
 typedef struct {
   int value;
@@ -32,9 +31,9 @@ static const Choice sampler_choices[] = {
   { NS_SAMPLER_ODE, N_("ODE (deterministic)") },
 };
 static const Choice seed_choices[] = {
-  { NS_SEED_RANDOM, N_("Random") },
-  { NS_SEED_FIXED, N_("Fixed") },
-  { NS_SEED_REUSE_LAST, N_("Reuse last") },
+  { SEED_RANDOM, N_("Random") },
+  { SEED_FIXED, N_("Fixed") },
+  { SEED_REUSE_LAST, N_("Reuse last") },
 };
 static const Choice weight_choices[] = {
   { NS_WEIGHTS_AUTO, N_("Automatic") },
@@ -62,7 +61,7 @@ struct _NsDialog {
   gboolean disposed, close_pending, reload_pending;
   char *model_dir;              /* NULL: none found yet */
   gboolean model_dir_auto;      /* found by ns_model_find, not chosen */
-  char *vae_dir;
+  NsSettings *settings;         /* the last values set, for those no widget shows */
   gboolean negative_default, filling_negative;
   gboolean have_last_seed;
   guint64 last_seed;
@@ -174,6 +173,22 @@ spin_new (double lower, double upper, double step, guint digits, gboolean zero_i
   return spin;
 }
 
+/* A spin button over the range of the settings property @name. */
+static GtkWidget *
+setting_spin_new (const char *name, double step, guint digits, gboolean zero_is_default)
+{
+  g_autoptr (GTypeClass) klass = g_type_class_ref (NS_TYPE_SETTINGS);
+  GParamSpec *pspec = g_object_class_find_property (G_OBJECT_CLASS (klass), name);
+  double lower, upper;
+  if (G_IS_PARAM_SPEC_INT (pspec))
+    lower = G_PARAM_SPEC_INT (pspec)->minimum, upper = G_PARAM_SPEC_INT (pspec)->maximum;
+  else if (G_IS_PARAM_SPEC_INT64 (pspec))
+    lower = 0, upper = (double) G_PARAM_SPEC_INT64 (pspec)->maximum;  /* -1 is "Random" */
+  else
+    lower = G_PARAM_SPEC_DOUBLE (pspec)->minimum, upper = G_PARAM_SPEC_DOUBLE (pspec)->maximum;
+  return spin_new (lower, upper, step, digits, zero_is_default);
+}
+
 static GtkWidget *
 text_view_new (int lines)
 {
@@ -278,7 +293,7 @@ update_sensitivity (NsDialog *self)
   gtk_widget_set_sensitive (self->height_spin, !edit && custom);
   gtk_widget_set_sensitive (self->cfg_img_spin, edit);
   gtk_widget_set_sensitive (self->seed_spin,
-                            COMBO_GET (self->seed_combo, seed_choices) == NS_SEED_FIXED);
+                            COMBO_GET (self->seed_combo, seed_choices) == SEED_FIXED);
   gtk_widget_set_sensitive (self->negative_default_button, !self->negative_default);
 }
 
@@ -380,20 +395,6 @@ entry_text (GtkWidget *entry)
   return text[0] != '\0' ? text : NULL;
 }
 
-/* On a server the model is the server's choice for the mode. */
-static void
-model_key (NsDialog *self, NsModelKey *key)
-{
-  *key = (NsModelKey) {
-    .model_dir = is_remote (self) ? NULL : self->model_dir,
-    .vae_dir = self->vae_dir,
-    .backend = COMBO_GET (self->backend_combo, backend_choices),
-    .weights = COMBO_GET (self->weights_combo, weight_choices),
-    .server = entry_text (self->server_entry),
-    .api_key = entry_text (self->key_entry),
-    .want_edit = is_edit (self),
-  };
-}
 
 static void
 on_load_done (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -424,19 +425,28 @@ start_load (NsDialog *self)
   self->reload_pending = ns_controller_is_busy (self->controller);
   if (self->reload_pending || !has_model (self))
     return;
-  NsModelKey key;
-  model_key (self, &key);
-  if (key.backend == NS_BACKEND_REMOTE && key.server == NULL)
+  if (is_remote (self) && entry_text (self->server_entry) == NULL)
     {
       gtk_label_set_text (GTK_LABEL (self->model_status),
                           _("Enter the server's address under Advanced."));
       return;
     }
+  /* The key a run of these settings will use, so that it finds the model loaded. */
+  g_autoptr (NsSettings) settings = ns_dialog_get_settings (self);
+  g_autoptr (GError) error = NULL;
+  NsJob job = { 0 };
+  if (!ns_settings_make_key (settings, current_mode (self), &job, &error))
+    {
+      gtk_label_set_text (GTK_LABEL (self->model_status), error->message);
+      ns_job_clear (&job);
+      return;
+    }
   gtk_label_set_text (GTK_LABEL (self->model_status), _("Loading the model…"));
   job_prepare (self);
-  ns_controller_load_async (self->controller, &key, self->cancellable, on_load_done,
+  ns_controller_load_async (self->controller, &job.key, self->cancellable, on_load_done,
                             g_object_ref (self));
   job_running (self);
+  ns_job_clear (&job);
 }
 
 static void
@@ -544,6 +554,7 @@ add_results (NsDialog *self, const NsResult *result, NsRecipe *recipe)
 {
   /* Seeds are formatted apart: a G_GUINT64_FORMAT would break the msgid. */
   g_autofree char *seed = g_strdup_printf ("%" G_GUINT64_FORMAT, result->seed);
+  g_autofree char *prompt = ns_recipe_dup_prompt (recipe);
   for (int i = 0; i < result->n_images; i++)
     {
       g_autoptr (GBytes) rgba = g_bytes_new (result->rgba[i],
@@ -551,7 +562,7 @@ add_results (NsDialog *self, const NsResult *result, NsRecipe *recipe)
       recipe->image_index = i;
       g_autofree char *json = ns_recipe_to_json (recipe);
       /* TRANSLATORS: a history thumbnail's tooltip: the prompt, then the seed. */
-      g_autofree char *tooltip = g_strdup_printf (_("%s\nSeed %s, image %d"), recipe->prompt,
+      g_autofree char *tooltip = g_strdup_printf (_("%s\nSeed %s, image %d"), prompt,
                                                   seed, i + 1);
       ns_history_add (NS_HISTORY (self->history), rgba, result->width, result->height,
                       json, tooltip);
@@ -592,119 +603,50 @@ on_run_done (GObject *source, GAsyncResult *res, gpointer user_data)
   g_object_unref (self);
 }
 
-static guint64
-next_seed (NsDialog *self)
-{
-  switch (COMBO_GET (self->seed_combo, seed_choices))
-    {
-    case NS_SEED_FIXED:
-      return (guint64) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
-    case NS_SEED_REUSE_LAST:
-      if (self->have_last_seed)
-        return self->last_seed;
-      G_GNUC_FALLTHROUGH;
-    default:
-      return g_random_int ();
-    }
-}
-
-/* The edit source from the plug-in; FALSE (error shown) when unusable. */
+/* The edit source from the plug-in (NsRunContext.source). */
 static GBytes *
-get_source (NsDialog *self, NsImage *input)
+get_source (gpointer data, int *width, int *height, GError **error)
 {
-  g_autoptr (GError) error = NULL;
-  int width = 0, height = 0;
+  NsDialog *self = data;
   if (self->source_func == NULL)
     {
-      show_error (self, _("There is no image to edit here."));
+      g_set_error_literal (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                           _("There is no image to edit."));
       return NULL;
     }
-  GBytes *rgba = self->source_func (self, &width, &height, self->source_data, &error);
-  if (rgba == NULL)
-    {
-      show_error (self, error != NULL ? error->message : _("There is no image to edit."));
-      return NULL;
-    }
-  if (width <= 0 || height <= 0 || width % 16 || height % 16
-      || g_bytes_get_size (rgba) != (gsize) width * height * 4)
-    {
-      g_critical ("The edit source is %d×%d with %zu bytes; it must be RGBA8 with sides "
-                  "that are multiples of 16", width, height, g_bytes_get_size (rgba));
-      show_error (self, _("The image to edit has an unusable size."));
-      g_bytes_unref (rgba);
-      return NULL;
-    }
-  *input = (NsImage) { width, height, g_bytes_get_data (rgba, NULL), width * 4 };
+  GBytes *rgba = self->source_func (self, width, height, self->source_data, error);
+  if (rgba == NULL && error != NULL && *error == NULL)
+    g_set_error_literal (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
+                         _("There is no image to edit."));
   return rgba;
 }
 
-/* Half a side, on the 16-px token grid. */
-static int
-draft_side (int side)
-{
-  return MAX (16, side / 32 * 16);
-}
-
-/* Fills `request` from the widgets, as a draft when `draft`; the strings
- * belong to `strings`. */
+/* Runs @settings through ns_settings_make_job, as the batch run does, and
+ * starts the job; a problem is shown in the error area. */
 static void
-build_request (NsDialog *self, NsRequest *request, GPtrArray *strings, gboolean draft)
+start_run (NsDialog *self, NsSettings *settings)
 {
-  ns_request_init (request);
-  request->mode = current_mode (self);
-  g_ptr_array_add (strings, g_strstrip (text_view_get (self->prompt_view)));
-  request->prompt = g_ptr_array_index (strings, strings->len - 1);
-  if (!self->negative_default)
+  NsRunContext context = { current_mode (self), get_source, self, self->have_last_seed,
+                           self->last_seed };
+  g_autoptr (GError) error = NULL;
+  NsJob job;
+  if (!ns_settings_make_job (settings, &context, &job, &error))
     {
-      g_ptr_array_add (strings, text_view_get (self->negative_view));
-      request->negative = g_ptr_array_index (strings, strings->len - 1);
-    }
-  if (request->mode == NS_MODE_GENERATE)
-    {
-      request->width = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->width_spin));
-      request->height = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->height_spin));
-    }
-  request->images = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->images_spin));
-  request->steps = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->steps_spin));
-  request->cfg = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_spin));
-  request->cfg_img = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_img_spin));
-  request->sampler = COMBO_GET (self->sampler_combo, sampler_choices);
-  request->seed = next_seed (self);
-  if (!draft)
-    return;
-  request->steps = DRAFT_STEPS;
-  /* An edit keeps its source's size: only its steps go down. */
-  request->width = request->mode == NS_MODE_GENERATE ? draft_side (request->width) : 0;
-  request->height = request->mode == NS_MODE_GENERATE ? draft_side (request->height) : 0;
-}
-
-/* Starts `request` (built by build_request) unless something is missing. */
-static void
-start_run (NsDialog *self, NsRequest *request)
-{
-  if (request->prompt[0] == '\0')
-    {
-      show_error (self, request->mode == NS_MODE_EDIT
-                        ? _("Write an instruction first, for example “make the sky stormy”.")
-                        : _("Write a prompt first: describe the image you want."));
+      show_error (self, error->message);
+      ns_job_clear (&job);
       return;
     }
-  g_autoptr (GBytes) source = NULL;
-  if (request->mode == NS_MODE_EDIT && (source = get_source (self, &request->input)) == NULL)
-    return;
-
-  NsModelKey key;
-  model_key (self, &key);
-  self->images = request->images;
+  self->images = job.request.images;
   self->run_start_us = g_get_monotonic_time ();
   self->first_token_us = 0;
   ns_preview_area_clear (NS_PREVIEW_AREA (self->preview));
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress), 0);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (self->progress), _("Starting…"));
   job_prepare (self);
-  ns_controller_run_async (self->controller, &key, request, self->cancellable, on_run_done,
-                           g_object_ref (self));
+  ns_controller_run_async (self->controller, &job.key, &job.request, self->cancellable,
+                           on_run_done, g_object_ref (self));
   job_running (self);
+  ns_job_clear (&job);
 }
 
 void
@@ -713,11 +655,8 @@ ns_dialog_generate (NsDialog *self)
   g_return_if_fail (NS_IS_DIALOG (self));
   if (ns_controller_is_busy (self->controller) || !has_model (self))
     return;
-  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
-  NsRequest request;
-  build_request (self, &request, strings,
-                 gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check)));
-  start_run (self, &request);
+  g_autoptr (NsSettings) settings = ns_dialog_get_settings (self);
+  start_run (self, settings);
 }
 
 void
@@ -734,14 +673,15 @@ ns_dialog_refine (NsDialog *self)
   g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, -1, NULL);
   if (recipe == NULL)
     return;
-  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
-  NsRequest request;
-  build_request (self, &request, strings, FALSE);
-  /* The chosen result's own prompt and seed, at the settings shown. */
-  request.prompt = recipe->prompt;
-  request.negative = recipe->negative;
-  request.seed = recipe->seed;
-  start_run (self, &request);
+  /* The chosen result's own prompt, negative prompt and seed, at the
+   * settings shown, without Draft. */
+  g_autoptr (NsSettings) settings = ns_dialog_get_settings (self);
+  g_autofree char *prompt = ns_recipe_dup_prompt (recipe), *negative = NULL;
+  g_object_get (recipe->settings, "negative-prompt", &negative, NULL);
+  g_object_set (settings, ns_settings_prompt_property (current_mode (self)), prompt,
+                "negative-prompt", negative, "seed", (gint64) ns_recipe_get_seed (recipe),
+                "reuse-seed", FALSE, "draft", FALSE, NULL);
+  start_run (self, settings);
 }
 
 void
@@ -1018,27 +958,27 @@ build_settings (NsDialog *self)
       gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (self->size_combo), label);
     }
   gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (self->size_combo), _("Custom"));
-  self->width_spin = spin_new (16, 2048, 16, 0, FALSE);
-  self->height_spin = spin_new (16, 2048, 16, 0, FALSE);
+  self->width_spin = setting_spin_new ("width", 16, 0, FALSE);
+  self->height_spin = setting_spin_new ("height", 16, 0, FALSE);
   grid_row (grid, &row, _("Si_ze:"), hbox_of (self->size_combo, self->width_spin,
                                                gtk_label_new ("×"), self->height_spin, NULL));
-  self->steps_spin = spin_new (0, 500, 1, 0, TRUE);
+  self->steps_spin = setting_spin_new ("steps", 1, 0, TRUE);
   grid_row (grid, &row, _("S_teps:"), self->steps_spin);
-  self->cfg_spin = spin_new (0, 30, 0.5, 1, TRUE);
+  self->cfg_spin = setting_spin_new ("cfg", 0.5, 1, TRUE);
   grid_row (grid, &row, _("Guid_ance (CFG):"), self->cfg_spin);
-  self->cfg_img_spin = spin_new (0, 10, 0.25, 2, TRUE);
+  self->cfg_img_spin = setting_spin_new ("cfg-img", 0.25, 2, TRUE);
   grid_row (grid, &row, _("Image g_uidance:"), self->cfg_img_spin);
   self->sampler_combo = combo_new (sampler_choices, G_N_ELEMENTS (sampler_choices));
   grid_row (grid, &row, _("Samp_ler:"), self->sampler_combo);
   self->seed_combo = combo_new (seed_choices, G_N_ELEMENTS (seed_choices));
-  self->seed_spin = spin_new (0, G_MAXUINT32, 1, 0, FALSE);
+  self->seed_spin = setting_spin_new ("seed", 1, 0, FALSE);
   self->seed_used_label = gtk_label_new (NULL);
   grid_row (grid, &row, _("S_eed:"), hbox_of (self->seed_combo, self->seed_spin,
                                                self->seed_used_label, NULL));
-  self->images_spin = spin_new (1, MAX_IMAGES, 1, 0, FALSE);
+  self->images_spin = setting_spin_new ("images", 1, 0, FALSE);
   grid_row (grid, &row, _("Images per _run:"), self->images_spin);
   g_autofree char *draft = g_strdup_printf (_("_Draft: %d steps, new images at half the "
-                                              "width and height"), DRAFT_STEPS);
+                                              "width and height"), NS_DRAFT_STEPS);
   self->draft_check = gtk_check_button_new_with_mnemonic (draft);
   gtk_widget_set_tooltip_text (self->draft_check,
                                _("Quick runs to try prompts; Refine makes the chosen one "
@@ -1148,6 +1088,7 @@ static void
 ns_dialog_init (NsDialog *self)
 {
   self->controller = ns_controller_new ();
+  self->settings = ns_settings_new ();
   self->negative_default = TRUE;
   g_signal_connect (self->controller, "load-progress", G_CALLBACK (on_load_progress), self);
   g_signal_connect (self->controller, "token", G_CALLBACK (on_token), self);
@@ -1183,83 +1124,151 @@ ns_dialog_init (NsDialog *self)
 /* ---- Public ------------------------------------------------------------------ */
 
 GtkWidget *
-ns_dialog_new (NsMode mode, const NsDialogSettings *initial)
+ns_dialog_new (NsMode mode, NsSettings *initial)
 {
   ns_ui_init ();
   NsDialog *self = g_object_new (NS_TYPE_DIALOG, NULL);
-  NsDialogSettings settings;
-  if (initial != NULL)
-    ns_dialog_settings_copy (&settings, initial);
-  else
-    ns_dialog_settings_init (&settings);
-  settings.mode = mode;
-  ns_dialog_set_settings (self, &settings);
-  ns_dialog_settings_clear (&settings);
+  g_autoptr (NsSettings) settings = initial != NULL ? g_object_ref (initial) : ns_settings_new ();
+  g_signal_handlers_block_by_func (self->mode_combo, on_mode_changed, self);
+  COMBO_SET (self->mode_combo, mode_choices, mode);
+  g_signal_handlers_unblock_by_func (self->mode_combo, on_mode_changed, self);
+  ns_dialog_set_settings (self, settings);
   return GTK_WIDGET (self);
 }
 
-void
-ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *s)
+/* The string property @name of @s; "" for NULL. */
+static char *
+get_string (NsSettings *s, const char *name)
 {
-  g_return_if_fail (NS_IS_DIALOG (self) && s != NULL);
-  text_view_set (self->prompt_view, s->prompt);
-  fill_negative (self, s->negative);
-  self->negative_default = s->negative == NULL;
-  select_size (self, s->width, s->height);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->steps_spin), s->steps);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->cfg_spin), s->cfg);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->cfg_img_spin), s->cfg_img);
-  COMBO_SET (self->sampler_combo, sampler_choices, s->sampler);
-  COMBO_SET (self->seed_combo, seed_choices, s->seed_mode);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seed_spin), (double) s->seed);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->images_spin), s->images);
-  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->draft_check), s->draft);
-  g_free (self->vae_dir);
-  self->vae_dir = g_strdup (s->vae_dir);
-  gtk_entry_set_text (GTK_ENTRY (self->server_entry), s->server ? s->server : "");
-  gtk_entry_set_text (GTK_ENTRY (self->key_entry), s->api_key ? s->api_key : "");
+  char *value = NULL;
+  g_object_get (s, name, &value, NULL);
+  return value != NULL ? value : g_strdup ("");
+}
+
+static int
+choice_index (const char *const *names, const char *name)
+{
+  for (int i = 0; names[i] != NULL; i++)
+    if (g_strcmp0 (names[i], name) == 0)
+      return i;
+  return 0;
+}
+
+void
+ns_dialog_set_settings (NsDialog *self, NsSettings *s)
+{
+  g_return_if_fail (NS_IS_DIALOG (self) && NS_IS_SETTINGS (s));
+  g_clear_object (&self->settings);
+  self->settings = ns_settings_copy (s);
+  g_autofree char *prompt = get_string (s, ns_settings_prompt_property (current_mode (self)));
+  g_autofree char *negative = get_string (s, "negative-prompt");
+  g_autofree char *sampler = get_string (s, "sampler"), *backend = get_string (s, "backend");
+  g_autofree char *precision = get_string (s, "precision"), *model = get_string (s, "model");
+  g_autofree char *server = get_string (s, "server"), *api_key = get_string (s, "api-key");
+  int width, height, steps, images;
+  double cfg, cfg_img;
+  gint64 seed;
+  gboolean reuse_seed, draft;
+  g_object_get (s, "width", &width, "height", &height, "steps", &steps, "cfg", &cfg,
+                "cfg-img", &cfg_img, "seed", &seed, "reuse-seed", &reuse_seed,
+                "images", &images, "draft", &draft, NULL);
+
+  text_view_set (self->prompt_view, prompt);
+  fill_negative (self, negative);
+  self->negative_default = negative[0] == '\0';
+  select_size (self, width, height);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->steps_spin), steps);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->cfg_spin), cfg);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->cfg_img_spin), cfg_img);
+  /* The choices are listed in the order of ns_settings_samplers. */
+  gtk_combo_box_set_active (GTK_COMBO_BOX (self->sampler_combo),
+                            choice_index (ns_settings_samplers, sampler));
+  COMBO_SET (self->seed_combo, seed_choices,
+             reuse_seed ? SEED_REUSE_LAST : seed < 0 ? SEED_RANDOM : SEED_FIXED);
+  if (seed >= 0)
+    gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seed_spin), (double) seed);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->images_spin), images);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->draft_check), draft);
+  gtk_entry_set_text (GTK_ENTRY (self->server_entry), server);
+  gtk_entry_set_text (GTK_ENTRY (self->key_entry), api_key);
   /* Changing these may start a load: set them, then pick the folder once. */
   g_signal_handlers_block_by_func (self->weights_combo, on_load_options_changed, self);
   g_signal_handlers_block_by_func (self->backend_combo, on_load_options_changed, self);
-  g_signal_handlers_block_by_func (self->mode_combo, on_mode_changed, self);
-  COMBO_SET (self->weights_combo, weight_choices, s->weights);
-  COMBO_SET (self->backend_combo, backend_choices, s->backend);
-  COMBO_SET (self->mode_combo, mode_choices, s->mode);
+  gtk_combo_box_set_active (GTK_COMBO_BOX (self->weights_combo),
+                            choice_index (ns_settings_precisions, precision));
+  gtk_combo_box_set_active (GTK_COMBO_BOX (self->backend_combo),
+                            choice_index (ns_settings_backends, backend));
   g_signal_handlers_unblock_by_func (self->weights_combo, on_load_options_changed, self);
   g_signal_handlers_unblock_by_func (self->backend_combo, on_load_options_changed, self);
-  g_signal_handlers_unblock_by_func (self->mode_combo, on_mode_changed, self);
-  if (s->model_dir != NULL)
-    set_model_dir (self, s->model_dir, FALSE);
+  /* With a server, "model" names the server's model, not a folder. */
+  if (model[0] != '\0' && !is_remote (self))
+    set_model_dir (self, model, FALSE);
   else
     discover_model (self);
   show_model_state (self);
   update_sensitivity (self);
 }
 
-void
-ns_dialog_get_settings (NsDialog *self, NsDialogSettings *s)
+NsSettings *
+ns_dialog_get_settings (NsDialog *self)
 {
-  g_return_if_fail (NS_IS_DIALOG (self) && s != NULL);
-  ns_dialog_settings_init (s);
-  s->mode = current_mode (self);
-  s->prompt = text_view_get (self->prompt_view);
-  s->negative = self->negative_default ? NULL : text_view_get (self->negative_view);
-  s->width = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->width_spin));
-  s->height = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->height_spin));
-  s->steps = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->steps_spin));
-  s->cfg = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_spin));
-  s->cfg_img = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_img_spin));
-  s->sampler = COMBO_GET (self->sampler_combo, sampler_choices);
-  s->seed_mode = COMBO_GET (self->seed_combo, seed_choices);
-  s->seed = (guint64) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
-  s->images = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->images_spin));
-  s->draft = gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check));
-  s->weights = COMBO_GET (self->weights_combo, weight_choices);
-  s->backend = COMBO_GET (self->backend_combo, backend_choices);
-  s->model_dir = self->model_dir_auto ? NULL : g_strdup (self->model_dir);
-  s->vae_dir = g_strdup (self->vae_dir);
-  s->server = g_strdup (entry_text (self->server_entry));
-  s->api_key = g_strdup (entry_text (self->key_entry));
+  g_return_val_if_fail (NS_IS_DIALOG (self), NULL);
+  NsSettings *s = ns_settings_copy (self->settings);
+  NsMode mode = current_mode (self);
+  g_autofree char *prompt = text_view_get (self->prompt_view);
+  g_autofree char *negative = self->negative_default ? g_strdup ("")
+                                                     : text_view_get (self->negative_view);
+  int seed_mode = COMBO_GET (self->seed_combo, seed_choices);
+  gint64 seed = seed_mode == SEED_FIXED
+                ? (gint64) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin)) : -1;
+  g_object_set (s, ns_settings_prompt_property (mode), prompt, "negative-prompt", negative,
+                "steps", gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->steps_spin)),
+                "cfg", gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_spin)),
+                "sampler", ns_settings_samplers[MAX (0, gtk_combo_box_get_active (
+                                                          GTK_COMBO_BOX (self->sampler_combo)))],
+                "seed", seed, "reuse-seed", seed_mode == SEED_REUSE_LAST,
+                "draft", gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (self->draft_check)),
+                "precision", ns_settings_precisions[MAX (0, gtk_combo_box_get_active (
+                                                              GTK_COMBO_BOX (self->weights_combo)))],
+                "backend", ns_settings_backends[MAX (0, gtk_combo_box_get_active (
+                                                          GTK_COMBO_BOX (self->backend_combo)))],
+                "server", gtk_entry_get_text (GTK_ENTRY (self->server_entry)),
+                "api-key", gtk_entry_get_text (GTK_ENTRY (self->key_entry)), NULL);
+  /* An edit keeps its source's size: the size widgets belong to generate. */
+  if (mode == NS_MODE_GENERATE)
+    g_object_set (s, "width", gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->width_spin)),
+                  "height", gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->height_spin)),
+                  "images", gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->images_spin)),
+                  NULL);
+  else
+    g_object_set (s, "cfg-img", gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->cfg_img_spin)),
+                  NULL);
+  /* With a server the chooser is off: "model" keeps a server model's name
+   * (from a recipe), never the local folder. */
+  if (!is_remote (self))
+    g_object_set (s, "model", self->model_dir_auto || self->model_dir == NULL ? ""
+                                                                           : self->model_dir, NULL);
+  else
+    {
+      g_autofree char *model = get_string (s, "model");
+      if (g_strcmp0 (model, self->model_dir) == 0)
+        g_object_set (s, "model", "", NULL);
+    }
+  return s;
+}
+
+NsMode
+ns_dialog_get_mode (NsDialog *self)
+{
+  g_return_val_if_fail (NS_IS_DIALOG (self), NS_MODE_GENERATE);
+  return current_mode (self);
+}
+
+void
+ns_dialog_set_mode (NsDialog *self, NsMode mode)
+{
+  g_return_if_fail (NS_IS_DIALOG (self));
+  COMBO_SET (self->mode_combo, mode_choices, mode);
 }
 
 void
@@ -1333,7 +1342,7 @@ ns_dialog_finalize (GObject *object)
 {
   NsDialog *self = NS_DIALOG (object);
   g_free (self->model_dir);
-  g_free (self->vae_dir);
+  g_clear_object (&self->settings);
   /* Not in dispose: unparenting there still removes it from the window. */
   g_object_unref (self->accel_group);
   G_OBJECT_CLASS (ns_dialog_parent_class)->finalize (object);

@@ -18,7 +18,7 @@
 
 #include <gtk/gtk.h>
 #include "ns-controller.h"
-#include "ns-dialog-settings.h"
+#include "ns-settings.h"
 
 G_BEGIN_DECLS
 
@@ -36,13 +36,19 @@ typedef GBytes *(*NsDialogSourceFunc) (NsDialog *dialog, int *width, int *height
  * (idempotent; ns_dialog_new calls it). */
 void       ns_ui_init (void);
 
-/* `initial` may be NULL (defaults); `mode` overrides initial->mode. */
-GtkWidget *ns_dialog_new (NsMode mode, const NsDialogSettings *initial);
+/* `initial` may be NULL (the defaults); it is copied. */
+GtkWidget *ns_dialog_new (NsMode mode, NsSettings *initial);
 void       ns_dialog_set_source_func (NsDialog *self, NsDialogSourceFunc func,
                                       gpointer user_data, GDestroyNotify destroy);
-/* Fills `settings` (uninitialised on entry; ns_dialog_settings_clear it). */
-void       ns_dialog_get_settings (NsDialog *self, NsDialogSettings *settings);
-void       ns_dialog_set_settings (NsDialog *self, const NsDialogSettings *settings);
+/* The values shown, as a new NsSettings: the prompt goes to "prompt" or
+ * "instruction" after the mode shown; properties no widget shows ("vae",
+ * "positive-prompt", "limit-to-selection") keep the values last set. Generate
+ * and Refine run exactly these through ns_settings_make_job. */
+NsSettings *ns_dialog_get_settings (NsDialog *self);
+/* Shows @settings (copied); the mode stays. */
+void       ns_dialog_set_settings (NsDialog *self, NsSettings *settings);
+NsMode     ns_dialog_get_mode (NsDialog *self);
+void       ns_dialog_set_mode (NsDialog *self, NsMode mode);
 gboolean   ns_dialog_is_busy (NsDialog *self);
 
 /* What the buttons do. */

@@ -7,26 +7,13 @@
 #include "ns-recipe.h"
 
 NsRecipe *
-ns_recipe_new (void)
+ns_recipe_new (NsMode mode, NsSettings *settings)
 {
   NsRecipe *recipe = g_new0 (NsRecipe, 1);
-  recipe->images = 1;
+  recipe->mode = mode;
+  recipe->settings = g_object_ref (settings);
+  recipe->version = g_strdup (ns_version ());
   return recipe;
-}
-
-NsRecipe *
-ns_recipe_copy (const NsRecipe *recipe)
-{
-  NsRecipe *copy = g_memdup2 (recipe, sizeof *recipe);
-  copy->mode = g_strdup (recipe->mode);
-  copy->prompt = g_strdup (recipe->prompt);
-  copy->negative = g_strdup (recipe->negative);
-  copy->sampler = g_strdup (recipe->sampler);
-  copy->model = g_strdup (recipe->model);
-  copy->version = g_strdup (recipe->version);
-  copy->backend = g_strdup (recipe->backend);
-  copy->precision = g_strdup (recipe->precision);
-  return copy;
 }
 
 void
@@ -34,39 +21,75 @@ ns_recipe_free (NsRecipe *recipe)
 {
   if (recipe == NULL)
     return;
-  g_free (recipe->mode);
-  g_free (recipe->prompt);
-  g_free (recipe->negative);
-  g_free (recipe->sampler);
-  g_free (recipe->model);
+  g_clear_object (&recipe->settings);
   g_free (recipe->version);
-  g_free (recipe->backend);
-  g_free (recipe->precision);
   g_free (recipe);
 }
 
-static void
-add_string (JsonBuilder *builder, const char *name, const char *value)
+char *
+ns_recipe_dup_prompt (const NsRecipe *recipe)
 {
-  json_builder_set_member_name (builder, name);
-  if (value != NULL)
-    json_builder_add_string_value (builder, value);
-  else
-    json_builder_add_null_value (builder);
+  char *prompt = NULL;
+  g_object_get (recipe->settings, ns_settings_prompt_property (recipe->mode), &prompt, NULL);
+  return prompt;
 }
 
-static void
-add_int (JsonBuilder *builder, const char *name, gint64 value)
+guint64
+ns_recipe_get_seed (const NsRecipe *recipe)
 {
-  json_builder_set_member_name (builder, name);
-  json_builder_add_int_value (builder, value);
+  gint64 seed = 0;
+  g_object_get (recipe->settings, "seed", &seed, NULL);
+  return (guint64) MAX (seed, 0);
 }
 
+/* The settings a recipe of @mode holds. */
+static gboolean
+in_recipe (const NsSettingSpec *spec, NsMode mode)
+{
+  return (spec->flags & NS_SETTING_RECIPE)
+      && (spec->flags & (mode == NS_MODE_EDIT ? NS_SETTING_EDIT : NS_SETTING_GENERATE));
+}
+
+void
+ns_recipe_apply (const NsRecipe *recipe, NsSettings *settings)
+{
+  guint n;
+  const NsSettingSpec *specs = ns_settings_specs (&n);
+  for (guint i = 0; i < n; i++)
+    if (in_recipe (&specs[i], recipe->mode))
+      {
+        GValue value = G_VALUE_INIT;
+        g_object_get_property (G_OBJECT (recipe->settings), specs[i].name, &value);
+        g_object_set_property (G_OBJECT (settings), specs[i].name, &value);
+        g_value_unset (&value);
+      }
+}
+
+/* ---- Writing ------------------------------------------------------------ */
+
 static void
-add_double (JsonBuilder *builder, const char *name, double value)
+add_value (JsonBuilder *builder, const char *name, const GValue *value)
 {
   json_builder_set_member_name (builder, name);
-  json_builder_add_double_value (builder, value);
+  switch (G_VALUE_TYPE (value))
+    {
+    case G_TYPE_STRING:
+      json_builder_add_string_value (builder, g_value_get_string (value) != NULL
+                                              ? g_value_get_string (value) : "");
+      break;
+    case G_TYPE_INT:
+      json_builder_add_int_value (builder, g_value_get_int (value));
+      break;
+    case G_TYPE_INT64:
+      json_builder_add_int_value (builder, g_value_get_int64 (value));
+      break;
+    case G_TYPE_DOUBLE:
+      json_builder_add_double_value (builder, g_value_get_double (value));
+      break;
+    default:
+      json_builder_add_boolean_value (builder, g_value_get_boolean (value));
+      break;
+    }
 }
 
 char *
@@ -74,24 +97,24 @@ ns_recipe_to_json (const NsRecipe *recipe)
 {
   g_autoptr (JsonBuilder) builder = json_builder_new ();
   json_builder_begin_object (builder);
-  add_int (builder, "format", NS_RECIPE_FORMAT);
-  add_string (builder, "version", recipe->version);
-  add_string (builder, "mode", recipe->mode);
-  add_string (builder, "prompt", recipe->prompt);
-  add_string (builder, "negative", recipe->negative);
-  add_int (builder, "seed", (gint64) MIN (recipe->seed, NS_RECIPE_MAX_SEED));
-  add_int (builder, "steps", recipe->steps);
-  add_double (builder, "cfg", recipe->cfg);
-  if (g_strcmp0 (recipe->mode, "edit") == 0)
-    add_double (builder, "cfg_img", recipe->cfg_img);
-  add_int (builder, "width", recipe->width);
-  add_int (builder, "height", recipe->height);
-  add_string (builder, "sampler", recipe->sampler);
-  add_string (builder, "model", recipe->model);
-  add_int (builder, "images", recipe->images);
-  add_int (builder, "image_index", recipe->image_index);
-  add_string (builder, "backend", recipe->backend);
-  add_string (builder, "precision", recipe->precision);
+  json_builder_set_member_name (builder, "format");
+  json_builder_add_int_value (builder, NS_RECIPE_FORMAT);
+  json_builder_set_member_name (builder, "version");
+  json_builder_add_string_value (builder, recipe->version != NULL ? recipe->version : "");
+  json_builder_set_member_name (builder, "mode");
+  json_builder_add_string_value (builder, recipe->mode == NS_MODE_EDIT ? "edit" : "generate");
+  json_builder_set_member_name (builder, "image_index");
+  json_builder_add_int_value (builder, recipe->image_index);
+  guint n;
+  const NsSettingSpec *specs = ns_settings_specs (&n);
+  for (guint i = 0; i < n; i++)
+    if (in_recipe (&specs[i], recipe->mode))
+      {
+        GValue value = G_VALUE_INIT;
+        g_object_get_property (G_OBJECT (recipe->settings), specs[i].name, &value);
+        add_value (builder, specs[i].name, &value);
+        g_value_unset (&value);
+      }
   json_builder_end_object (builder);
 
   g_autoptr (JsonGenerator) generator = json_generator_new ();
@@ -101,7 +124,7 @@ ns_recipe_to_json (const NsRecipe *recipe)
   return json_generator_to_data (generator, NULL);
 }
 
-/* ---- Parsing: each reader checks the member's type and range ----------- */
+/* ---- Parsing: each member is checked against its property's type and range */
 
 static gboolean
 fail (GError **error, const char *field, const char *what)
@@ -112,95 +135,130 @@ fail (GError **error, const char *field, const char *what)
   return FALSE;
 }
 
-static gboolean
-read_string (JsonObject *object, const char *field, gboolean required,
-             char **out, GError **error)
+/* The member that holds @property in a recipe of @format (NULL: none). */
+static const char *
+member_name (gint64 format, const char *property)
 {
-  JsonNode *node = json_object_get_member (object, field);
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return required ? fail (error, field, "is missing") : TRUE;
-  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    return fail (error, field, "is not a string");
-  *out = g_strdup (json_node_get_string (node));
-  return TRUE;
+  if (format >= 2)
+    return property;
+  static const char *const renamed[][2] = {
+    { "instruction", "prompt" }, { "negative-prompt", "negative" }, { "cfg-img", "cfg_img" },
+    { "positive-prompt", NULL }, { "images", "images" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (renamed); i++)
+    if (strcmp (property, renamed[i][0]) == 0)
+      return renamed[i][1];
+  return property;
 }
 
 static gboolean
-read_int (JsonObject *object, const char *field, gint64 min, gint64 max,
-          gint64 *out, GError **error)
+required (const char *property)
 {
-  JsonNode *node = json_object_get_member (object, field);
-  if (node == NULL)
-    return fail (error, field, "is missing");
-  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
-    return fail (error, field, "is not an integer");
-  gint64 value = json_node_get_int (node);
-  if (value < min || value > max)
-    return fail (error, field, "is out of range");
-  *out = value;
-  return TRUE;
+  static const char *const names[] = { "prompt", "instruction", "seed", "steps", "cfg",
+                                       "width", "height", "sampler", NULL };
+  return g_strv_contains (names, property);
 }
 
-/* Integers are accepted for numbers too (json-glib reads "7" as an int). */
-static gboolean
-read_double (JsonObject *object, const char *field, gboolean required,
-             double *out, GError **error)
+static const char *const *
+choices (const char *property)
 {
-  JsonNode *node = json_object_get_member (object, field);
-  if (node == NULL)
-    return required ? fail (error, field, "is missing") : TRUE;
+  return strcmp (property, "sampler") == 0 ? ns_settings_samplers
+       : strcmp (property, "backend") == 0 ? ns_settings_backends
+       : strcmp (property, "precision") == 0 ? ns_settings_precisions : NULL;
+}
+
+/* Reads @node into @value (initialised to the property's type). */
+static gboolean
+read_value (JsonNode *node, const char *field, GParamSpec *pspec, GValue *value, GError **error)
+{
   GType type = JSON_NODE_HOLDS_VALUE (node) ? json_node_get_value_type (node) : G_TYPE_INVALID;
-  if (type != G_TYPE_DOUBLE && type != G_TYPE_INT64)
-    return fail (error, field, "is not a number");
-  double value = json_node_get_double (node);
-  if (!(value >= 0 && value <= 1000))
+  switch (G_PARAM_SPEC_VALUE_TYPE (pspec))
+    {
+    case G_TYPE_STRING:
+      if (type != G_TYPE_STRING)
+        return fail (error, field, "is not a string");
+      g_value_set_string (value, json_node_get_string (node));
+      if (choices (pspec->name) != NULL
+          && !g_strv_contains (choices (pspec->name), g_value_get_string (value)))
+        return fail (error, field, "has an unknown value");
+      return TRUE;
+    case G_TYPE_INT:
+    case G_TYPE_INT64:
+      {
+        if (type != G_TYPE_INT64)
+          return fail (error, field, "is not an integer");
+        gint64 number = json_node_get_int (node);
+        /* A recipe holds the values used: a seed, never "random"; steps,
+         * never "the model's default". */
+        if ((number < 0 && strcmp (pspec->name, "seed") == 0)
+            || (number < 1 && strcmp (pspec->name, "steps") == 0))
+          return fail (error, field, "is out of range");
+        if (G_VALUE_HOLDS_INT (value))
+          {
+            if (number < G_MININT || number > G_MAXINT)
+              return fail (error, field, "is out of range");
+            g_value_set_int (value, (int) number);
+          }
+        else
+          g_value_set_int64 (value, number);
+        break;
+      }
+    case G_TYPE_DOUBLE:
+      if (type != G_TYPE_DOUBLE && type != G_TYPE_INT64)
+        return fail (error, field, "is not a number");
+      g_value_set_double (value, json_node_get_double (node));
+      break;
+    default:
+      if (type != G_TYPE_BOOLEAN)
+        return fail (error, field, "is not a boolean");
+      g_value_set_boolean (value, json_node_get_boolean (node));
+      break;
+    }
+  /* Validation changes a value outside the property's range. */
+  if (g_param_value_validate (pspec, value))
     return fail (error, field, "is out of range");
-  *out = value;
   return TRUE;
 }
 
 static gboolean
-read_mode (JsonObject *object, NsRecipe *recipe, GError **error)
+read_settings (JsonObject *object, gint64 format, NsRecipe *recipe, GError **error)
 {
-  if (!read_string (object, "mode", TRUE, &recipe->mode, error))
-    return FALSE;
-  if (g_strcmp0 (recipe->mode, "generate") != 0 && g_strcmp0 (recipe->mode, "edit") != 0)
-    return fail (error, "mode", "is neither “generate” nor “edit”");
-  return TRUE;
-}
-
-static gboolean
-read_numbers (JsonObject *object, NsRecipe *recipe, GError **error)
-{
-  gint64 seed, steps, width, height, images = 1, index = 0;
-  if (!read_int (object, "seed", 0, (gint64) NS_RECIPE_MAX_SEED, &seed, error)
-      || !read_int (object, "steps", 1, 10000, &steps, error)
-      || !read_int (object, "width", 16, 16384, &width, error)
-      || !read_int (object, "height", 16, 16384, &height, error)
-      || (json_object_has_member (object, "images")
-          && !read_int (object, "images", 1, 64, &images, error))
-      || (json_object_has_member (object, "image_index")
-          && !read_int (object, "image_index", 0, images - 1, &index, error))
-      || !read_double (object, "cfg", TRUE, &recipe->cfg, error)
-      || !read_double (object, "cfg_img", FALSE, &recipe->cfg_img, error))
-    return FALSE;
-  if (width % 16 != 0 || height % 16 != 0)
-    return fail (error, width % 16 != 0 ? "width" : "height", "is not a multiple of 16");
-  recipe->seed = (guint64) seed;
-  recipe->steps = (int) steps;
-  recipe->width = (int) width;
-  recipe->height = (int) height;
-  recipe->images = (int) images;
-  recipe->image_index = (int) index;
+  guint n;
+  const NsSettingSpec *specs = ns_settings_specs (&n);
+  GObjectClass *klass = G_OBJECT_GET_CLASS (recipe->settings);
+  for (guint i = 0; i < n; i++)
+    {
+      const char *field = member_name (format, specs[i].name);
+      if (!in_recipe (&specs[i], recipe->mode) || field == NULL)
+        continue;
+      JsonNode *node = json_object_get_member (object, field);
+      if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+        {
+          if (required (specs[i].name))
+            return fail (error, field, "is missing");
+          continue;
+        }
+      GParamSpec *pspec = g_object_class_find_property (klass, specs[i].name);
+      GValue value = G_VALUE_INIT;
+      g_value_init (&value, G_PARAM_SPEC_VALUE_TYPE (pspec));
+      gboolean ok = read_value (node, field, pspec, &value, error);
+      if (ok)
+        g_object_set_property (G_OBJECT (recipe->settings), specs[i].name, &value);
+      g_value_unset (&value);
+      if (!ok)
+        return FALSE;
+    }
   return TRUE;
 }
 
 static gboolean
 read_recipe (JsonObject *object, NsRecipe *recipe, GError **error)
 {
-  gint64 format;
-  if (!read_int (object, "format", 1, G_MAXINT, &format, error))
-    return FALSE;
+  JsonNode *node = json_object_get_member (object, "format");
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64
+      || json_node_get_int (node) < 1)
+    return fail (error, "format", "is missing or not a positive integer");
+  gint64 format = json_node_get_int (node);
   if (format > NS_RECIPE_FORMAT)
     {
       g_set_error (error, NS_ERROR, NS_ERROR_UNSUPPORTED,
@@ -208,15 +266,43 @@ read_recipe (JsonObject *object, NsRecipe *recipe, GError **error)
                    "format %d at most; update gimp-nextstep", format, NS_RECIPE_FORMAT);
       return FALSE;
     }
-  return read_mode (object, recipe, error)
-      && read_string (object, "prompt", TRUE, &recipe->prompt, error)
-      && read_string (object, "negative", FALSE, &recipe->negative, error)
-      && read_string (object, "sampler", TRUE, &recipe->sampler, error)
-      && read_string (object, "model", FALSE, &recipe->model, error)
-      && read_string (object, "version", FALSE, &recipe->version, error)
-      && read_string (object, "backend", FALSE, &recipe->backend, error)
-      && read_string (object, "precision", FALSE, &recipe->precision, error)
-      && read_numbers (object, recipe, error);
+  node = json_object_get_member (object, "mode");
+  const char *mode = node != NULL && JSON_NODE_HOLDS_VALUE (node)
+                     && json_node_get_value_type (node) == G_TYPE_STRING
+                     ? json_node_get_string (node) : NULL;
+  if (g_strcmp0 (mode, "generate") != 0 && g_strcmp0 (mode, "edit") != 0)
+    return fail (error, "mode", "is neither “generate” nor “edit”");
+  recipe->mode = strcmp (mode, "edit") == 0 ? NS_MODE_EDIT : NS_MODE_GENERATE;
+
+  node = json_object_get_member (object, "version");
+  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
+        return fail (error, "version", "is not a string");
+      g_free (recipe->version);
+      recipe->version = g_strdup (json_node_get_string (node));
+    }
+  if (!read_settings (object, format, recipe, error))
+    return FALSE;
+
+  int width, height, images = 1;
+  if (recipe->mode == NS_MODE_GENERATE)
+    {
+      g_object_get (recipe->settings, "width", &width, "height", &height, "images", &images, NULL);
+      if (width % NS_TOKEN_GRID != 0 || height % NS_TOKEN_GRID != 0)
+        return fail (error, width % NS_TOKEN_GRID != 0 ? "width" : "height",
+                     "is not a multiple of 16");
+    }
+  node = json_object_get_member (object, "image_index");
+  if (node != NULL)
+    {
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
+        return fail (error, "image_index", "is not an integer");
+      if (json_node_get_int (node) < 0 || json_node_get_int (node) >= images)
+        return fail (error, "image_index", "is out of range");
+      recipe->image_index = (int) json_node_get_int (node);
+    }
+  return TRUE;
 }
 
 NsRecipe *
@@ -229,7 +315,9 @@ ns_recipe_from_json (const char *json, gssize length, GError **error)
                                                       "gimp-nextstep", 0, error);
   if (object == NULL)
     return NULL;
-  g_autoptr (NsRecipe) recipe = ns_recipe_new ();
+  g_autoptr (NsSettings) settings = ns_settings_new ();
+  g_autoptr (NsRecipe) recipe = ns_recipe_new (NS_MODE_GENERATE, settings);
+  g_clear_pointer (&recipe->version, g_free);
   if (!read_recipe (object, recipe, error))
     return NULL;
   return g_steal_pointer (&recipe);

@@ -4,6 +4,8 @@
 # that calls which cannot work (no model installed: run-in-gimp.sh hides any
 # the user has; bad arguments) fail with a status and a message, not a crash.
 # Any failed check raises, which makes GIMP exit with code 64.
+import os
+import subprocess
 import sys
 
 import gi
@@ -106,11 +108,33 @@ def check_fails(proc, want_status, want_words, **props):
           f'{proc.get_name()}: error message {message!r} should mention {want_words}')
 
 
+def check_settings_properties(procs):
+    """The procedures' config properties (arguments and auxiliary arguments)
+    are exactly NsSettings's properties, which the plug-in copies to and from
+    the config by name (ui/ns-settings.h); test-ui-settings --list prints them."""
+    lister = os.environ.get('NS_SETTINGS_LIST')
+    if not lister:
+        print('NS_SETTINGS_LIST not set: config properties not compared')
+        return
+    settings = set(subprocess.run([lister, '--list'], capture_output=True, text=True,
+                                  check=True).stdout.split())
+    config = set()
+    for proc in procs:
+        names = {p.name for p in proc.create_config().list_properties()}
+        config |= names - {'procedure', 'run-mode', 'image', 'drawables'}
+    check(config == settings, f'config properties and NsSettings differ:\n'
+          f'  only in the config  {sorted(config - settings)}\n'
+          f'  only in NsSettings {sorted(settings - config)}')
+    print(f'config properties = NsSettings properties ({len(settings)})')
+
+
 generate = check_signature('plug-in-nextstep-generate', GENERATE_ARGS,
                            '_Generate Image…',
                            S.NO_IMAGE | S.NO_DRAWABLES | S.DRAWABLE)
 edit = check_signature('plug-in-nextstep-edit', EDIT_ARGS,
                        '_Edit with Instruction…', S.DRAWABLE)
+
+check_settings_properties([generate, edit])
 
 E = Gimp.PDBStatusType
 # With no image open and no model to find: an execution error with a message.

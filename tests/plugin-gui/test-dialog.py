@@ -13,6 +13,8 @@
 # The dialog opens with its defaults (512 × 512, the model's steps: a run
 # long enough to be seen and stopped) and finds the tiny text-to-image model
 # through $NEXTSTEP_MODEL, which run-gui-test.sh sets for it.
+# Then the Generate dialog, closed at a place and size set with xdotool,
+# reopens there (the geometry parasite of plugin/interactive.c).
 # Screenshots of the dialog and of the canvas with the preview layer go to
 # $NS_SCREENSHOT_DIR (and docs/ with NS_UPDATE_SCREENSHOT=1).
 import os
@@ -30,6 +32,7 @@ from plugin_test_util import check, new_image  # noqa: E402
 
 T2I = os.environ['NS_TINY_T2I']
 PREVIEW = 'NextStep preview'
+remembered = None   # the Generate dialog's geometry when it was closed
 
 
 def xdotool(*args):
@@ -65,6 +68,12 @@ def keys(win, *names):
 def type_text(win, text):
     xdotool('windowactivate', '--sync', win)
     xdotool('type', '--delay', '30', text)
+
+
+def geometry(win):
+    """(x, y, width, height) of a window, as xdotool reports it."""
+    g = dict(line.split('=') for line in xdotool('getwindowgeometry', '--shell', win))
+    return tuple(int(g[k]) for k in ('X', 'Y', 'WIDTH', 'HEIGHT'))
 
 
 def layer_names(img):
@@ -160,6 +169,12 @@ def test_generate():
     names = layer_names(img)
     check(names[0].startswith('NextStep: a red cube') and names[1:] == ['marker', 'source'],
           f'after Insert the layers are {names}')
+    # A place and size of the user's, which the next opening must take again.
+    xdotool('windowsize', '--sync', dialog, 1000, 760)
+    xdotool('windowmove', '--sync', dialog, 140, 90)
+    time.sleep(0.5)
+    global remembered
+    remembered = geometry(dialog)
     keys(dialog, 'Escape')
     wait_for('the dialog to close', lambda: not subprocess.run(
         ['xdotool', 'search', '--onlyvisible', '--name', 'NextStep.*Generate'],
@@ -197,9 +212,25 @@ def test_edit(img, source, image_window):
     print('edit of a selection with a checkpoint folder named "tiny-t2i": ok')
 
 
+def test_geometry_remembered(image_window):
+    """The Generate dialog reopens where and as large as it was closed
+    (the edit dialog, opened in between, keeps its own)."""
+    wait_for('the edit dialog to close', lambda: not subprocess.run(
+        ['xdotool', 'search', '--onlyvisible', '--name', 'NextStep.*Edit'],
+        capture_output=True).stdout.strip(), 30)
+    dialog = open_dialog(image_window, 'Generate Image', 'NextStep.*Generate')
+    time.sleep(1)
+    got = geometry(dialog)
+    keys(dialog, 'Escape')
+    check(all(abs(a - b) <= 2 for a, b in zip(got, remembered)),
+          f'the dialog reopened at {got}, want the remembered {remembered}')
+    print(f'dialog reopened at its remembered place and size {got}: ok')
+
+
 try:
     img, source, image_window = test_generate()
     test_edit(img, source, image_window)
+    test_geometry_remembered(image_window)
 except Exception:
     # What the screen showed when it went wrong, beside the other screenshots.
     screenshot(None, 'failure.png', False)

@@ -22,8 +22,11 @@ EDIT = os.environ['NS_TINY_EDIT']
 CLI = os.environ['NS_CLI']
 SERVER = '@SERVER@'
 OK = Gimp.PDBStatusType.SUCCESS
-RECIPE_KEYS = {'mode', 'prompt', 'negative', 'seed', 'steps', 'cfg', 'width',
-               'height', 'sampler', 'model', 'version'}
+# A recipe's members are the procedure's argument names (ui/ns-recipe.h).
+RECIPE_KEYS = {'generate': {'format', 'mode', 'version', 'prompt', 'negative-prompt', 'seed',
+                            'steps', 'cfg', 'width', 'height', 'sampler', 'model', 'backend'},
+               'edit': {'format', 'mode', 'version', 'instruction', 'negative-prompt', 'seed',
+                        'steps', 'cfg', 'cfg-img', 'sampler', 'model', 'backend'}}
 FAST = dict(steps=2, backend='cpu')
 
 
@@ -59,7 +62,8 @@ def recipe(layer):
     parasite = layer.get_parasite('nextstep-recipe')
     check(parasite is not None, f'layer {layer.get_name()!r} has no nextstep-recipe parasite')
     data = json.loads(bytes(parasite.get_data()).decode('utf-8'))
-    check(RECIPE_KEYS <= set(data), f'recipe lacks {RECIPE_KEYS - set(data)}: {data}')
+    keys = RECIPE_KEYS[data.get('mode')]
+    check(keys <= set(data), f'recipe lacks {keys - set(data)}: {data}')
     return data
 
 

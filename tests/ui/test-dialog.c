@@ -81,22 +81,17 @@ static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
   const Params *params = data;
-  NsDialogSettings settings;
-  ns_dialog_settings_init (&settings);
-  settings.prompt = g_strdup ("a red bicycle leaning on a blue wall");
+  g_autoptr (NsSettings) settings = ns_settings_new ();
   int model = params->edit && !params->t2i_checkpoint;
-  settings.model_dir = g_strdup (model_dirs[model]);
-  settings.vae_dir = g_strdup (vae_dirs[model]);
-  settings.width = settings.height = params->size;
-  settings.steps = 4;
-  settings.seed_mode = NS_SEED_FIXED;
-  settings.seed = 1234;
-  settings.backend = params->remote ? NS_BACKEND_REMOTE : NS_BACKEND_CPU;
-  settings.server = g_strdup (params->remote ? server_url : NULL);
+  g_object_set (settings, params->edit ? "instruction" : "prompt",
+                "a red bicycle leaning on a blue wall",
+                "model", params->remote ? "" : model_dirs[model], "vae", vae_dirs[model],
+                "width", params->size, "height", params->size, "steps", 4,
+                "seed", (gint64) 1234, "backend", params->remote ? "remote" : "cpu",
+                "server", params->remote ? server_url : "", NULL);
   f->window = gtk_offscreen_window_new ();
   f->dialog = NS_DIALOG (ns_dialog_new (params->edit ? NS_MODE_EDIT : NS_MODE_GENERATE,
-                                        &settings));
-  ns_dialog_settings_clear (&settings);
+                                        settings));
   gtk_container_add (GTK_CONTAINER (f->window), GTK_WIDGET (f->dialog));
   gtk_widget_show_all (f->window);
   wait_idle (f->dialog);
@@ -299,26 +294,33 @@ test_generate_insert (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, &error);
   g_assert_no_error (error);
-  g_assert_cmpstr (recipe->mode, ==, "generate");
-  g_assert_cmpstr (recipe->prompt, ==, "a lighthouse at dusk, oil painting");
-  g_assert_cmpuint (recipe->seed, ==, 1234);
-  g_assert_cmpint (recipe->steps, ==, 4);
-  g_assert_cmpint (recipe->width, ==, 64);
-  g_assert_cmpint (recipe->height, ==, 64);
-  g_assert_cmpstr (recipe->model, ==, model_dirs[0]);
-  g_assert_nonnull (recipe->negative);
-  g_assert_true (recipe->cfg >= 1);
+  g_assert_cmpint (recipe->mode, ==, NS_MODE_GENERATE);
+  g_autofree char *prompt = NULL, *model = NULL, *negative = NULL, *sampler_name = NULL;
+  int steps, width, height;
+  double cfg;
+  g_object_get (recipe->settings, "prompt", &prompt, "model", &model, "negative-prompt",
+                &negative, "sampler", &sampler_name, "steps", &steps, "width", &width,
+                "height", &height, "cfg", &cfg, NULL);
+  g_assert_cmpstr (prompt, ==, "a lighthouse at dusk, oil painting");
+  g_assert_cmpuint (ns_recipe_get_seed (recipe), ==, 1234);
+  g_assert_cmpint (steps, ==, 4);
+  g_assert_cmpint (width, ==, 64);
+  g_assert_cmpint (height, ==, 64);
+  g_assert_cmpstr (model, ==, model_dirs[0]);
+  g_assert_nonnull (negative);
+  g_assert_true (cfg >= 1);
   NsSampler sampler;
-  g_assert_true (ns_sampler_from_name (recipe->sampler, &sampler));
+  g_assert_true (ns_sampler_from_name (sampler_name, &sampler));
 
   /* "Regenerate" from the recipe gives the same settings back. */
-  NsDialogSettings settings;
-  ns_dialog_settings_init (&settings);
-  g_assert_true (ns_dialog_settings_from_recipe (&settings, recipe, &error));
-  g_assert_cmpint (settings.seed_mode, ==, NS_SEED_FIXED);
-  g_assert_cmpuint (settings.seed, ==, 1234);
-  g_assert_cmpstr (settings.prompt, ==, recipe->prompt);
-  ns_dialog_settings_clear (&settings);
+  g_autoptr (NsSettings) settings = ns_settings_new ();
+  g_object_set (settings, "seed", (gint64) -1, "reuse-seed", TRUE, NULL);
+  ns_recipe_apply (recipe, settings);
+  gint64 seed_back;
+  g_autofree char *again = NULL;
+  g_object_get (settings, "seed", &seed_back, "prompt", &again, NULL);
+  g_assert_cmpint (seed_back, ==, 1234);
+  g_assert_cmpstr (again, ==, prompt);
   g_bytes_unref (out.rgba);
   g_free (out.recipe);
 }
@@ -508,6 +510,14 @@ history_recipe (Fixture *f, guint index)
   return ns_recipe_from_json (json, -1, NULL);
 }
 
+static int
+int_of (NsRecipe *recipe, const char *name)
+{
+  int value;
+  g_object_get (recipe->settings, name, &value, NULL);
+  return value;
+}
+
 static void
 test_draft_refine (Fixture *f, gconstpointer data)
 {
@@ -518,9 +528,9 @@ test_draft_refine (Fixture *f, gconstpointer data)
   click (f, "generate");
   wait_idle (f->dialog);
   g_autoptr (NsRecipe) draft = history_recipe (f, 0);
-  g_assert_cmpint (draft->steps, ==, 8);
-  g_assert_cmpint (draft->width, ==, 32);
-  g_assert_cmpint (draft->height, ==, 32);
+  g_assert_cmpint (int_of (draft, "steps"), ==, NS_DRAFT_STEPS);
+  g_assert_cmpint (int_of (draft, "width"), ==, 32);
+  g_assert_cmpint (int_of (draft, "height"), ==, 32);
 
   /* Another prompt typed meanwhile: Refine still makes the draft's. */
   set_prompt (f, "something else");
@@ -529,11 +539,13 @@ test_draft_refine (Fixture *f, gconstpointer data)
   wait_idle (f->dialog);
   g_assert_cmpuint (history_size (f), ==, 2);
   g_autoptr (NsRecipe) full = history_recipe (f, 1);
-  g_assert_cmpstr (full->prompt, ==, draft->prompt);
-  g_assert_cmpuint (full->seed, ==, draft->seed);
-  g_assert_cmpint (full->steps, ==, 4);
-  g_assert_cmpint (full->width, ==, 64);
-  g_assert_cmpint (full->height, ==, 64);
+  g_autofree char *full_prompt = ns_recipe_dup_prompt (full);
+  g_autofree char *draft_prompt = ns_recipe_dup_prompt (draft);
+  g_assert_cmpstr (full_prompt, ==, draft_prompt);
+  g_assert_cmpuint (ns_recipe_get_seed (full), ==, ns_recipe_get_seed (draft));
+  g_assert_cmpint (int_of (full, "steps"), ==, 4);
+  g_assert_cmpint (int_of (full, "width"), ==, 64);
+  g_assert_cmpint (int_of (full, "height"), ==, 64);
 }
 
 /* ---- (d) closing during a run --------------------------------------------- */
@@ -649,9 +661,12 @@ test_edit (Fixture *f, gconstpointer data)
   g_assert_cmpint (out.height, ==, 64);
   g_autoptr (NsRecipe) recipe = ns_recipe_from_json (out.recipe, -1, NULL);
   g_assert_nonnull (recipe);
-  g_assert_cmpstr (recipe->mode, ==, "edit");
-  g_assert_cmpstr (recipe->prompt, ==, "make it night");
-  g_assert_true (recipe->cfg_img > 0);
+  g_assert_cmpint (recipe->mode, ==, NS_MODE_EDIT);
+  g_autofree char *instruction = ns_recipe_dup_prompt (recipe);
+  double cfg_img;
+  g_object_get (recipe->settings, "cfg-img", &cfg_img, NULL);
+  g_assert_cmpstr (instruction, ==, "make it night");
+  g_assert_true (cfg_img > 0);
   g_bytes_unref (out.rgba);
   g_free (out.recipe);
 }
@@ -682,15 +697,14 @@ test_edit_any_checkpoint (Fixture *f, gconstpointer data)
   g_assert_cmpuint (history_size (f), ==, 1);
   g_autoptr (NsRecipe) recipe = history_recipe (f, 0);
   g_assert_nonnull (recipe);
-  g_assert_cmpstr (recipe->negative, ==, "Copy original image.");
-  g_assert_cmpfloat (recipe->cfg_img, ==, 2.0);
+  g_autofree char *used_negative = NULL;
+  double cfg_img;
+  g_object_get (recipe->settings, "negative-prompt", &used_negative, "cfg-img", &cfg_img, NULL);
+  g_assert_cmpstr (used_negative, ==, "Copy original image.");
+  g_assert_cmpfloat (cfg_img, ==, 2.0);
 
   /* The same checkpoint generates without a warning. */
-  NsDialogSettings settings;
-  ns_dialog_get_settings (f->dialog, &settings);
-  settings.mode = NS_MODE_GENERATE;
-  ns_dialog_set_settings (f->dialog, &settings);
-  ns_dialog_settings_clear (&settings);
+  ns_dialog_set_mode (f->dialog, NS_MODE_GENERATE);
   g_assert_false (gtk_widget_get_visible (warning));
 }
 
@@ -700,48 +714,92 @@ static void
 test_settings_round_trip (Fixture *f, gconstpointer data)
 {
   (void) data;
-  NsDialogSettings in;
-  ns_dialog_settings_init (&in);
-  in.prompt = g_strdup ("two foxes in the snow");
-  in.negative = g_strdup ("blurry");
-  in.width = 768;
-  in.height = 512;
-  in.steps = 12;
-  in.cfg = 4.5;
-  in.cfg_img = 1.5;
-  in.sampler = NS_SAMPLER_ODE;
-  in.seed_mode = NS_SEED_REUSE_LAST;
-  in.seed = 987654321;
-  in.images = 3;
-  in.draft = TRUE;
-  in.weights = NS_WEIGHTS_INT8;
-  in.backend = NS_BACKEND_CPU;
-  in.model_dir = g_strdup (model_dirs[0]);
-  in.vae_dir = g_strdup (vae_dirs[0]);
-  ns_dialog_set_settings (f->dialog, &in);
+  g_autoptr (NsSettings) in = ns_settings_new ();
+  g_object_set (in, "prompt", "two foxes in the snow", "negative-prompt", "blurry",
+                "positive-prompt", "sharp", "width", 768, "height", 512, "steps", 12,
+                "cfg", 4.5, "sampler", "ode", "seed", (gint64) -1, "reuse-seed", TRUE,
+                "images", 3, "draft", TRUE, "precision", "int8", "backend", "cpu",
+                "model", model_dirs[0], "vae", vae_dirs[0], "limit-to-selection", TRUE,
+                "instruction", "kept, though generate shows no instruction", NULL);
+  ns_dialog_set_settings (f->dialog, in);
   wait_idle (f->dialog);
+  g_autoptr (NsSettings) out = ns_dialog_get_settings (f->dialog);
+  g_assert_true (ns_settings_equal (in, out));
 
-  NsDialogSettings out;
-  ns_dialog_get_settings (f->dialog, &out);
-  g_assert_cmpint (out.mode, ==, in.mode);
-  g_assert_cmpstr (out.prompt, ==, in.prompt);
-  g_assert_cmpstr (out.negative, ==, in.negative);
-  g_assert_cmpint (out.width, ==, in.width);
-  g_assert_cmpint (out.height, ==, in.height);
-  g_assert_cmpint (out.steps, ==, in.steps);
-  g_assert_cmpfloat (out.cfg, ==, in.cfg);
-  g_assert_cmpfloat (out.cfg_img, ==, in.cfg_img);
-  g_assert_cmpint (out.sampler, ==, in.sampler);
-  g_assert_cmpint (out.seed_mode, ==, in.seed_mode);
-  g_assert_cmpuint (out.seed, ==, in.seed);
-  g_assert_cmpint (out.images, ==, in.images);
-  g_assert_cmpint (out.draft, ==, in.draft);
-  g_assert_cmpint (out.weights, ==, in.weights);
-  g_assert_cmpint (out.backend, ==, in.backend);
-  g_assert_cmpstr (out.model_dir, ==, in.model_dir);
-  g_assert_cmpstr (out.vae_dir, ==, in.vae_dir);
-  ns_dialog_settings_clear (&in);
-  ns_dialog_settings_clear (&out);
+  /* A fixed seed, and one from a recipe beyond the PDB's int. */
+  g_object_set (in, "reuse-seed", FALSE, "seed", (gint64) 4000000000, NULL);
+  ns_dialog_set_settings (f->dialog, in);
+  g_autoptr (NsSettings) fixed = ns_dialog_get_settings (f->dialog);
+  g_assert_true (ns_settings_equal (in, fixed));
+}
+
+/* ---- One path: the dialog's run is ns_settings_make_job of its settings ---- */
+
+static void
+test_same_request (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  /* What a script (the batch path) would pass for the same run. */
+  g_autoptr (NsSettings) batch = ns_settings_new ();
+  g_object_set (batch, "prompt", "a lighthouse at dusk", "negative-prompt", "blurry",
+                "width", 64, "height", 64, "steps", 3, "cfg", 2.5, "sampler", "ode",
+                "seed", (gint64) 77, "backend", "cpu", "model", model_dirs[0],
+                "vae", vae_dirs[0], NULL);
+  ns_dialog_set_settings (f->dialog, batch);
+  wait_idle (f->dialog);
+  g_autoptr (NsSettings) shown = ns_dialog_get_settings (f->dialog);
+  g_assert_true (ns_settings_equal (batch, shown));
+  click (f, "generate");
+  wait_idle (f->dialog);
+  g_autoptr (NsRecipe) recipe = history_recipe (f, 0);
+  /* The recipe of the dialog's run, applied to the batch settings, makes
+   * the batch run's request again ("regenerate"). */
+  NsRunContext context = { NS_MODE_GENERATE, NULL, NULL, FALSE, 0 };
+  NsJob from_batch, from_recipe;
+  g_autoptr (NsSettings) again = ns_settings_copy (batch);
+  ns_recipe_apply (recipe, again);
+  g_assert_true (ns_settings_make_job (batch, &context, &from_batch, NULL));
+  g_assert_true (ns_settings_make_job (again, &context, &from_recipe, NULL));
+  g_assert_cmpstr (from_batch.request.prompt, ==, from_recipe.request.prompt);
+  g_assert_cmpstr (from_batch.request.negative, ==, from_recipe.request.negative);
+  g_assert_cmpint (from_batch.request.steps, ==, from_recipe.request.steps);
+  g_assert_cmpfloat (from_batch.request.cfg, ==, from_recipe.request.cfg);
+  g_assert_cmpint (from_batch.request.sampler, ==, from_recipe.request.sampler);
+  g_assert_cmpuint (from_batch.request.seed, ==, from_recipe.request.seed);
+  g_assert_cmpint (from_batch.request.width, ==, from_recipe.request.width);
+  g_assert_cmpstr (from_batch.key.model_dir, ==, from_recipe.key.model_dir);
+  ns_job_clear (&from_batch);
+  ns_job_clear (&from_recipe);
+}
+
+/* The dialog shows the very message a batch run fails with. */
+static void
+test_same_messages (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  NsRunContext context = { NS_MODE_GENERATE, NULL, NULL, FALSE, 0 };
+  NsJob job;
+  g_autoptr (GError) error = NULL;
+
+  set_prompt (f, "   ");
+  g_autoptr (NsSettings) empty = ns_dialog_get_settings (f->dialog);
+  g_assert_false (ns_settings_make_job (empty, &context, &job, &error));
+  ns_job_clear (&job);
+  click (f, "generate");
+  g_assert_true (gtk_widget_get_visible (ns_dialog_get_part (f->dialog, "error")));
+  g_assert_cmpstr (error_text (f), ==, error->message);
+  g_assert_cmpstr (error->message, ==, "The prompt is empty: describe the image you want.");
+
+  g_clear_error (&error);
+  set_prompt (f, "a cube");
+  g_autoptr (NsSettings) remote = ns_dialog_get_settings (f->dialog);
+  g_object_set (remote, "backend", "remote", "server", "", NULL);
+  ns_dialog_set_settings (f->dialog, remote);
+  g_assert_false (ns_settings_make_job (remote, &context, &job, &error));
+  ns_job_clear (&job);
+  click (f, "generate");
+  g_assert_cmpstr (error_text (f), ==, error->message);
+  g_assert_nonnull (strstr (error->message, "\"server\""));
 }
 
 /* ---- No model anywhere: a plain explanation, Generate disabled ------------ */
@@ -829,6 +887,10 @@ main (int argc, char **argv)
               test_edit_any_checkpoint, fixture_tear_down);
   g_test_add ("/ui/dialog/settings-round-trip", Fixture, &small, fixture_set_up,
               test_settings_round_trip, fixture_tear_down);
+  g_test_add ("/ui/dialog/same-request", Fixture, &small, fixture_set_up, test_same_request,
+              fixture_tear_down);
+  g_test_add ("/ui/dialog/same-messages", Fixture, &small, fixture_set_up, test_same_messages,
+              fixture_tear_down);
   g_test_add_func ("/ui/dialog/no-model", test_no_model);
   if (start_server ())
     g_test_add ("/ui/dialog/remote", Fixture, &remote, fixture_set_up, test_remote,

@@ -1,49 +1,43 @@
-/* test-recipe.c — NsRecipe JSON round trip and rejection of bad recipes. */
+/* test-recipe.c — NsRecipe JSON round trip, format 1 recipes, and rejection
+ * of bad recipes. */
+#include <string.h>
+
 #include "nextstep.h"
 #include "ns-recipe.h"
 
 static NsRecipe *
-sample_recipe (const char *mode)
+sample_recipe (const char *mode_name)
 {
-  NsRecipe *r = ns_recipe_new ();
-  r->mode = g_strdup (mode);
-  r->prompt = g_strdup ("A “quoted” cat,\nsecond line — ünïcödé 猫 🐈");
-  r->negative = g_strdup ("");
-  r->seed = NS_RECIPE_MAX_SEED - (guint64) g_test_rand_int_range (0, 1000);
-  r->steps = g_test_rand_int_range (1, 100);
-  r->cfg = g_test_rand_double_range (1, 10);
-  r->cfg_img = g_strcmp0 (mode, "edit") == 0 ? g_test_rand_double_range (1, 3) : 0;
-  r->width = 16 * g_test_rand_int_range (1, 64);
-  r->height = 16 * g_test_rand_int_range (1, 64);
-  r->sampler = g_strdup ("gh-grid");
-  r->model = g_strdup ("/models/NextStep 1.1/snapshots/abc");
+  NsMode mode = g_strcmp0 (mode_name, "edit") == 0 ? NS_MODE_EDIT : NS_MODE_GENERATE;
+  g_autoptr (NsSettings) s = ns_settings_new ();
+  g_object_set (s, ns_settings_prompt_property (mode),
+                "A “quoted” cat,\nsecond line — ünïcödé 猫 🐈",
+                "negative-prompt", "blurry",
+                "seed", (gint64) (NS_RECIPE_MAX_SEED - (guint64) g_test_rand_int_range (0, 1000)),
+                "steps", g_test_rand_int_range (1, 100),
+                "cfg", g_test_rand_double_range (1, 10),
+                "sampler", "gh-grid", "model", "/models/NextStep 1.1/snapshots/abc",
+                "backend", "cpu", "precision", "int8", NULL);
+  if (mode == NS_MODE_EDIT)
+    g_object_set (s, "cfg-img", g_test_rand_double_range (1, 3), NULL);
+  else
+    g_object_set (s, "width", 16 * g_test_rand_int_range (1, 64),
+                  "height", 16 * g_test_rand_int_range (1, 64), "images", 3,
+                  "positive-prompt", "sharp", NULL);
+  NsRecipe *r = ns_recipe_new (mode, s);
+  g_free (r->version);
   r->version = g_strdup ("0.1.0");
-  r->images = 3;
-  r->image_index = 2;
-  r->backend = g_strdup ("cpu");
-  r->precision = g_strdup ("int8");
+  r->image_index = mode == NS_MODE_EDIT ? 0 : 2;
   return r;
 }
 
 static void
 assert_same (const NsRecipe *a, const NsRecipe *b)
 {
-  g_assert_cmpstr (a->mode, ==, b->mode);
-  g_assert_cmpstr (a->prompt, ==, b->prompt);
-  g_assert_cmpstr (a->negative, ==, b->negative);
-  g_assert_cmpuint (a->seed, ==, b->seed);
-  g_assert_cmpint (a->steps, ==, b->steps);
-  g_assert_cmpfloat (a->cfg, ==, b->cfg);
-  g_assert_cmpfloat (a->cfg_img, ==, b->cfg_img);
-  g_assert_cmpint (a->width, ==, b->width);
-  g_assert_cmpint (a->height, ==, b->height);
-  g_assert_cmpstr (a->sampler, ==, b->sampler);
-  g_assert_cmpstr (a->model, ==, b->model);
+  g_assert_cmpint (a->mode, ==, b->mode);
   g_assert_cmpstr (a->version, ==, b->version);
-  g_assert_cmpint (a->images, ==, b->images);
   g_assert_cmpint (a->image_index, ==, b->image_index);
-  g_assert_cmpstr (a->backend, ==, b->backend);
-  g_assert_cmpstr (a->precision, ==, b->precision);
+  g_assert_true (ns_settings_equal (a->settings, b->settings));
 }
 
 static void
@@ -55,10 +49,40 @@ test_round_trip (gconstpointer mode)
   g_autoptr (NsRecipe) back = ns_recipe_from_json (json, -1, &error);
   g_assert_no_error (error);
   assert_same (recipe, back);
-  /* A copy is deep and equal. */
-  g_autoptr (NsRecipe) copy = ns_recipe_copy (back);
-  g_assert_true (copy->prompt != back->prompt);
-  assert_same (recipe, copy);
+  /* Its members are the properties by their argument names. */
+  g_assert_nonnull (strstr (json, g_strcmp0 (mode, "edit") == 0 ? "\"instruction\"" : "\"prompt\""));
+  g_assert_nonnull (strstr (json, "\"negative-prompt\""));
+  /* Never the server, its key or dialog state. */
+  g_assert_null (strstr (json, "server"));
+  g_assert_null (strstr (json, "api-key"));
+  g_assert_null (strstr (json, "draft"));
+}
+
+/* A recipe gimp-nextstep 0.1 stored on a layer still reads. */
+static void
+test_format_1 (void)
+{
+  static const char *json =
+    "{\"format\": 1, \"version\": \"0.1.0\", \"mode\": \"edit\", \"prompt\": \"make it blue\","
+    " \"negative\": \"Copy original image.\", \"seed\": 4000000000, \"steps\": 28,"
+    " \"cfg\": 7.5, \"cfg_img\": 2, \"width\": 512, \"height\": 512, \"sampler\": \"hf-sde\","
+    " \"model\": null, \"images\": 1, \"image_index\": 0, \"backend\": \"cuda\","
+    " \"precision\": \"bf16\"}";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsRecipe) recipe = ns_recipe_from_json (json, -1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (recipe->mode, ==, NS_MODE_EDIT);
+  g_autofree char *instruction = NULL, *negative = NULL, *backend = NULL, *model = NULL;
+  double cfg_img;
+  g_object_get (recipe->settings, "instruction", &instruction, "negative-prompt", &negative,
+                "cfg-img", &cfg_img, "backend", &backend, "model", &model, NULL);
+  g_assert_cmpstr (instruction, ==, "make it blue");
+  g_assert_cmpstr (negative, ==, "Copy original image.");
+  g_assert_cmpfloat (cfg_img, ==, 2);
+  g_assert_cmpstr (backend, ==, "cuda");
+  g_assert_cmpstr (model, ==, "");
+  /* Seeds the dialog drew before (up to 2^32 − 1) are kept exactly. */
+  g_assert_cmpuint (ns_recipe_get_seed (recipe), ==, 4000000000u);
 }
 
 /* Each case replaces one member of a valid recipe and must be refused with
@@ -70,9 +94,9 @@ test_rejects (void)
     { "mode", "\"paint\"" }, { "prompt", "42" }, { "prompt", "null" },
     { "seed", "-1" }, { "seed", "1.5" }, { "steps", "0" }, { "width", "100" },
     { "height", "\"64\"" }, { "cfg", "-2" }, { "cfg", "\"x\"" }, { "images", "0" },
-    { "image_index", "3" }, { "sampler", "[]" }, { "format", "0" },
+    { "image_index", "3" }, { "sampler", "[]" }, { "sampler", "\"euler\"" }, { "format", "0" },
   };
-  g_autoptr (NsRecipe) recipe = sample_recipe ("edit");
+  g_autoptr (NsRecipe) recipe = sample_recipe ("generate");
   g_autofree char *json = ns_recipe_to_json (recipe);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -138,7 +162,7 @@ test_damaged (void)
     }
   static const struct { const char *field, *value; } cases[] = {
     { "mode", "1" }, { "prompt", "{}" }, { "seed", "\"42\"" }, { "steps", "28.5" },
-    { "images", "[]" }, { "format", "\"1\"" }, { "negative", "false" }, { "model", "[\"/m\"]" },
+    { "images", "[]" }, { "format", "\"1\"" }, { "negative-prompt", "false" }, { "model", "[\"/m\"]" },
     { "seed", "1e308" }, { "seed", "9223372036854775807" }, { "seed", "99999999999999999999" },
     { "steps", "-9223372036854775808" }, { "width", "1e999" }, { "height", "16384000" },
     { "cfg", "1e300" }, { "cfg", "-1e999" }, { "images", "2147483648" },
@@ -167,6 +191,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_data_func ("/recipe/round-trip/generate", "generate", test_round_trip);
   g_test_add_data_func ("/recipe/round-trip/edit", "edit", test_round_trip);
+  g_test_add_func ("/recipe/format-1", test_format_1);
   g_test_add_func ("/recipe/rejects-bad-fields", test_rejects);
   g_test_add_func ("/recipe/rejects-bad-documents", test_rejects_documents);
   g_test_add_func ("/recipe/damaged", test_damaged);
