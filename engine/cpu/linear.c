@@ -137,7 +137,7 @@ widen1 (WeightKind kind, const void *w, int i)
             {                                                                     \
               NsF32x8 wv_;                                                        \
               float sk_ = (kind) == WEIGHTS_Q4                                    \
-                            ? s_[k_][((i) + 8 * v_) / NS_Q4_GROUP - (i) / NS_Q4_GROUP] \
+                            ? s_[k_][8 * v_ / NS_Q4_GROUP] /* units start groups */ \
                             : 1.0f;                                               \
               widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, sk_, &wv_); \
               for (int r_ = 0; r_ < (nr); r_++)                                   \
