@@ -8,7 +8,8 @@
  *    arithmetic on them is allowed (sub-arrays).
  *  - Weights are NsMat: a [rows × cols] row-major matrix (a vector has
  *    rows = 1) in a storage dtype (F32, BF16, F16, or weight-only I8/F8_E4M3
- *    with one float scale per row: W[o, i] = q[o, i] · scale[o]), uploaded
+ *    with one float scale per row: W[o, i] = q[o, i] · scale[o], or Q4:
+ *    4-bit codes with an f16 scale per group of 32, q4-layout.h), uploaded
  *    once by `upload`. A conv weight [Co, Ci, k, k] is the matrix [Co × Ci·k·k].
  *  - Index arrays (token ids, counters) are int32 and time grids / sampler
  *    states float64, also in backend memory: allocate them with
@@ -32,10 +33,12 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  NsDType dtype;          /* F32, BF16, F16, I8, F8_E4M3 */
+  NsDType dtype;          /* F32, BF16, F16, I8, F8_E4M3, Q4 */
   int rows, cols;
   const void *data;       /* backend memory */
   const float *scale;     /* per-row scales for I8/F8 (backend memory), else NULL */
+  const uint16_t *group_scale;   /* Q4: f16 scales [rows, cols / NS_Q4_GROUP]
+                                  * (q4-layout.h), else NULL */
 } NsMat;
 
 typedef struct NsBackend NsBackend;
@@ -247,7 +250,9 @@ typedef struct {
   void (*unpatchify) (NsBackend *b, float *latent, const float *tokens, int c, int gh, int gw, int p);
 
   /* Makes a weight from data quantized earlier (a `nextstep convert` cache):
-   * q is I8 or F8_E4M3 [rows, cols], scale its F32 [rows] per-row scales. */
+   * q is I8 or F8_E4M3 [rows, cols], scale its F32 [rows] per-row scales;
+   * or q4: q is U8 [rows, cols / 2] packed codes, scale F16
+   * [rows, cols / NS_Q4_GROUP] (q4-layout.h). */
   gboolean (*upload_quantized) (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
                                 NsMat *out, GError **error);
 
@@ -274,7 +279,8 @@ typedef struct {
 struct NsBackend {
   const NsBackendOps *ops;
   /* How `upload` stores float 2-D weights: AUTO/BF16 as published, INT8/FP8
-   * quantized per output row (cpu/quant.h), for matrices of at least
+   * quantized per output row, Q4 per group of 32 where the rule of
+   * cpu/quant.h allows (else int8), for matrices of at least
    * quant_min_elements elements (NS_QUANT_MIN_ELEMENTS by default; tests set
    * 0 to quantize the tiny golden models). Set before uploading. */
   NsWeightFormat weight_format;

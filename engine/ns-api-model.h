@@ -11,7 +11,9 @@ G_BEGIN_DECLS
 typedef enum { NS_MODEL_KIND_T2I, NS_MODEL_KIND_EDIT } NsModelKind;
 /* REMOTE: the model runs on an HTTP server (`nextstep serve` or vLLM-Omni). */
 typedef enum { NS_BACKEND_AUTO, NS_BACKEND_CPU, NS_BACKEND_CUDA, NS_BACKEND_REMOTE } NsBackendKind;
-typedef enum { NS_WEIGHTS_AUTO, NS_WEIGHTS_BF16, NS_WEIGHTS_FP8, NS_WEIGHTS_INT8 } NsWeightFormat;
+/* Q4: 4-bit codes with an f16 scale per group of 32 (docs/model.md, "4-bit
+ * weights"), int8 where the rule of cpu/quant.h keeps 8 bits. */
+typedef enum { NS_WEIGHTS_AUTO, NS_WEIGHTS_BF16, NS_WEIGHTS_FP8, NS_WEIGHTS_INT8, NS_WEIGHTS_Q4 } NsWeightFormat;
 typedef enum { NS_SAMPLER_DEFAULT = -1, NS_SAMPLER_HF_SDE = 0, NS_SAMPLER_GH_GRID, NS_SAMPLER_ODE } NsSampler;
 typedef enum { NS_CFG_CONSTANT, NS_CFG_LINEAR } NsCfgSchedule;
 typedef enum { NS_MODE_GENERATE, NS_MODE_EDIT } NsMode;

@@ -176,6 +176,30 @@ upload_bytes (NsCudaBackend *cb, const void *src, size_t bytes, GError **error)
   return data;
 }
 
+/* q4: codes and f16 group scales made on the device from the staged tensor. */
+static gboolean
+quantize_upload_q4 (NsCudaBackend *cb, void *staging, NsDType src_dtype, NsMat *out,
+                    GError **error)
+{
+  size_t rows = (size_t) out->rows, cols = (size_t) out->cols;
+  uint8_t *q = (uint8_t *) device_alloc (cb, rows * ns_q4_row_bytes (cols), error);
+  uint16_t *scale = q != NULL ? (uint16_t *) device_alloc (cb, rows * ns_q4_row_groups (cols) * 2,
+                                                           error)
+                              : NULL;
+  if (scale == NULL)
+    {
+      device_free (cb, q);
+      device_free (cb, staging);
+      return FALSE;
+    }
+  ns_cuda_quantize_q4_rows (&cb->base, q, scale, staging, src_dtype, out->rows, out->cols);
+  device_free (cb, staging);
+  out->dtype = NS_DTYPE_Q4;
+  out->data = q;
+  out->group_scale = scale;
+  return cuda_sync (&cb->base, error);
+}
+
 static gboolean
 quantize_upload (NsCudaBackend *cb, const NsTensorView *t, NsDType q_dtype, NsMat *out,
                  GError **error)
@@ -183,6 +207,8 @@ quantize_upload (NsCudaBackend *cb, const NsTensorView *t, NsDType q_dtype, NsMa
   void *staging = upload_bytes (cb, t->data, t->n_bytes, error);
   if (staging == NULL)
     return FALSE;
+  if (q_dtype == NS_DTYPE_Q4)
+    return quantize_upload_q4 (cb, staging, t->dtype, out, error);
   void *q = device_alloc (cb, (size_t) out->rows * out->cols, error);
   float *scale = q != NULL ? (float *) device_alloc (cb, out->rows * sizeof (float), error) : NULL;
   if (scale == NULL)
@@ -229,7 +255,7 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
                    ns_dtype_name (t->dtype));
       return FALSE;
     }
-  *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL };
+  *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL, NULL };
   note_matrix (cb, out);
   NsDType q_dtype = ns_backend_upload_dtype (b, t);
   if (q_dtype != t->dtype)
@@ -238,11 +264,44 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
   return out->data != NULL;
 }
 
+/* A cache's q4 matrix: U8 codes [rows, cols / 2], F16 scales [rows, groups]. */
+static gboolean
+upload_quantized_q4 (NsCudaBackend *cb, const NsTensorView *q, const NsTensorView *scale,
+                     NsMat *out, GError **error)
+{
+  int64_t rows = q->n_dims == 2 ? q->shape[0] : 0, cols = q->n_dims == 2 ? 2 * q->shape[1] : 0;
+  if (rows < 1 || rows > G_MAXINT || cols > G_MAXINT || !ns_q4_cols_ok (cols)
+      || q->n_bytes != (size_t) (rows * cols / 2) || scale->dtype != NS_DTYPE_F16
+      || scale->n_dims != 2 || scale->shape[0] != rows
+      || scale->shape[1] != cols / NS_Q4_GROUP || scale->n_bytes != (size_t) (rows * cols / NS_Q4_GROUP) * 2)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "4-bit weight %s in %s: expected U8 codes [rows, cols/2] with F16 scales "
+                   "[rows, cols/%d]; delete the converted file and run nextstep convert again",
+                   q->name, q->file ? q->file : "(memory)", NS_Q4_GROUP);
+      return FALSE;
+    }
+  *out = (NsMat) { NS_DTYPE_Q4, (int) rows, (int) cols, NULL, NULL, NULL };
+  note_matrix (cb, out);
+  out->data = upload_bytes (cb, q->data, q->n_bytes, error);
+  if (out->data == NULL)
+    return FALSE;
+  out->group_scale = (const uint16_t *) upload_bytes (cb, scale->data, scale->n_bytes, error);
+  if (out->group_scale == NULL)
+    {
+      device_free (cb, out->data);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 cuda_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
                        NsMat *out, GError **error)
 {
   NsCudaBackend *cb = ns_cuda (b);
+  if (q->dtype == NS_DTYPE_U8)
+    return upload_quantized_q4 (cb, q, scale, out, error);
   int64_t rows = q->n_dims >= 2 ? q->shape[0] : 1;
   if ((q->dtype != NS_DTYPE_I8 && q->dtype != NS_DTYPE_F8_E4M3) || q->n_dims != 2
       || rows > G_MAXINT || q->shape[1] > G_MAXINT || scale->dtype != NS_DTYPE_F32
@@ -254,7 +313,7 @@ cuda_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *
                    q->name, q->file ? q->file : "(memory)");
       return FALSE;
     }
-  *out = (NsMat) { q->dtype, (int) rows, (int) q->shape[1], NULL, NULL };
+  *out = (NsMat) { q->dtype, (int) rows, (int) q->shape[1], NULL, NULL, NULL };
   note_matrix (cb, out);
   out->data = upload_bytes (cb, q->data, q->n_bytes, error);
   if (out->data == NULL)
@@ -274,8 +333,10 @@ cuda_release (NsBackend *b, NsMat *m)
   NsCudaBackend *cb = ns_cuda (b);
   device_free (cb, m->data);
   device_free (cb, m->scale);
+  device_free (cb, m->group_scale);
   m->data = NULL;
   m->scale = NULL;
+  m->group_scale = NULL;
 }
 
 /* ---- workspace, reserve ------------------------------------------------- */

@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "grid-index.h"
+#include "q4-layout.h"
 #include "nextstep.h"
 
 /* One host read in flight (read_async): `n` floats at `offset` of the pinned
@@ -108,6 +109,14 @@ ns_load_weight (const NsMat m, size_t i)
     case NS_DTYPE_BF16: v = __bfloat162float (((const __nv_bfloat16 *) m.data)[i]); break;
     case NS_DTYPE_F16: v = __half2float (((const __half *) m.data)[i]); break;
     case NS_DTYPE_I8: v = (float) ((const int8_t *) m.data)[i]; break;
+    case NS_DTYPE_Q4:
+      {
+        /* q4-layout.h: element c of row o, times its group's f16 scale */
+        size_t o = i / m.cols, c = i % m.cols;
+        return (float) ns_q4_code ((const uint8_t *) m.data + o * ns_q4_row_bytes (m.cols), c)
+               * __half2float (__ushort_as_half (
+                   m.group_scale[o * ns_q4_row_groups (m.cols) + c / NS_Q4_GROUP]));
+      }
     case NS_DTYPE_F8_E4M3:
       {
         __nv_fp8_e4m3 f;
@@ -124,7 +133,7 @@ ns_load_weight (const NsMat m, size_t i)
 static inline NsMat
 ns_mat_or_none (const NsMat *m)
 {
-  NsMat none = { NS_DTYPE_F32, 0, 1, NULL, NULL };
+  NsMat none = { NS_DTYPE_F32, 0, 1, NULL, NULL, NULL };
   return m != NULL ? *m : none;
 }
 
@@ -233,4 +242,10 @@ void ns_cuda_sampler_finish (NsBackend *b, float *tok, const double *state, int 
  * e4m3 with one absmax scale per row (the CPU's cpu/quant.h rule). */
 void ns_cuda_quantize_rows (NsBackend *b, void *q, float *scale, const void *src,
                             NsDType src_dtype, NsDType q_dtype, int rows, int cols);
+/* quantize.cu: the same matrix to q4 codes and f16 group scales (q4-layout.h). */
+void ns_cuda_quantize_q4_rows (NsBackend *b, uint8_t *q, uint16_t *scale, const void *src,
+                               NsDType src_dtype, int rows, int cols);
+/* linear-q4.cu: the linear op for Q4 weights (ns_cuda_linear hands them over). */
+void ns_cuda_linear_q4 (NsBackend *b, float *y, const float *x, const NsMat *w,
+                        const NsMat *bias, int rows, gboolean accumulate);
 G_END_DECLS

@@ -490,7 +490,7 @@ ns_cuda_linear_workspace (NsBackend *b, int rows)
   if (rows > GEMV_GROUPED_MAX_ROWS && cb->max_out > 0)
     {
       /* The worst case: the largest matrix in the format that widens most. */
-      NsMat w = { NS_DTYPE_F16, cb->max_out, cb->max_in, NULL, NULL };
+      NsMat w = { NS_DTYPE_F16, cb->max_out, cb->max_in, NULL, NULL, NULL };
       int pass_rows, chunk_rows;
       gemm_sizes (&w, rows, &pass_rows, &chunk_rows);
       need = MAX (need, gemm_bytes (&w, pass_rows, chunk_rows));
@@ -504,7 +504,9 @@ ns_cuda_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const Ns
 {
   if (rows <= 0)
     return;
-  if (rows <= GEMV_GROUPED_MAX_ROWS)
+  if (w->dtype == NS_DTYPE_Q4)
+    ns_cuda_linear_q4 (b, y, x, w, bias, rows, accumulate);   /* linear-q4.cu */
+  else if (rows <= GEMV_GROUPED_MAX_ROWS)
     gemv_groups (b, y, x, w, bias, rows, accumulate);
   else
     gemm (b, y, x, w, bias, rows, accumulate);

@@ -4,7 +4,7 @@
  * model: the tensor list the loader checks (engine/model/arch.c) at the
  * published NextStep-1.1 shapes, random bf16 held in memory (every tensor
  * views one random buffer: the CPU backend streams it as it would a mapped
- * checkpoint; a device backend copies it), int8/fp8 quantized at upload as
+ * checkpoint; a device backend copies it), int8/fp8/q4 quantized at upload as
  * a model load does. It reports per token the time, the bytes streamed
  * and their share of the measured read bandwidth, and (through
  * model/op-trace.c) the ops issued and host waits, then estimates whole
@@ -16,6 +16,7 @@
 #include <time.h>
 #include "nextstep.h"
 #include "backend.h"
+#include "q4-layout.h"
 #include "commands.h"
 #include "files/config.h"
 #include "files/torch-checkpoint.h"
@@ -202,11 +203,14 @@ typedef struct {
   double per_token_bytes, per_step_bytes;
 } Bench;
 
-/* Bytes a weight streams as uploaded (quantized: codes + row scales). */
+/* Bytes a weight streams as uploaded (quantized: codes + row scales; q4:
+ * half a byte and an f16 scale per 32 elements). */
 static double
 upload_bytes (const NsBackend *b, const NsTensorView *t)
 {
   NsDType dt = ns_backend_upload_dtype (b, t);
+  if (dt == NS_DTYPE_Q4)
+    return (double) ns_tensor_n_elements (t) * (0.5 + 2.0 / NS_Q4_GROUP);
   double bytes = (double) ns_tensor_n_elements (t) * ns_dtype_size (dt);
   if (dt != t->dtype)
     bytes += (double) t->shape[0] * sizeof (float);
@@ -583,13 +587,13 @@ ns_cmd_bench (int argc, char **argv)
   Options o = { .kv = 256, .steps = 28, .tokens = 4 };
   GOptionEntry entries[] = {
     { "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "NAME" },
-    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "bf16 (default), int8 or fp8", "FORMAT" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "bf16 (default), int8, fp8 or q4", "FORMAT" },
     { "kv", 0, 0, G_OPTION_ARG_INT, &o.kv, "Positions already in the KV cache (default 256; "
       "a 512² image ends near 1,100)", "N" },
     { "steps", 0, 0, G_OPTION_ARG_INT, &o.steps, "Sampling steps per token (default 28, "
       "NextStep-1.1)", "N" },
     { "layers", 0, 0, G_OPTION_ARG_INT, &o.layers, "Transformer layers (default 48; 12 on the "
-      "CPU with int8/fp8, which quantizes each into its own memory)", "N" },
+      "CPU with int8/fp8/q4, which quantizes each into its own memory)", "N" },
     { "tokens", 0, 0, G_OPTION_ARG_INT, &o.tokens, "Image tokens to time (default 4)", "N" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &o.threads, "CPU threads (default 0 = all cores)",
       "N" },
@@ -622,7 +626,7 @@ ns_cmd_bench (int argc, char **argv)
       || o.kv > 100000 || o.steps < 1 || o.steps > 1000 || o.weights == NS_WEIGHTS_AUTO)
     {
       g_printerr ("%s: --layers must be 1–48, --tokens at least 1, --kv 0–100000, --steps "
-                  "1–1000, --threads 0 or more, --weights bf16, int8 or fp8\n", argv[0]);
+                  "1–1000, --threads 0 or more, --weights bf16, int8, fp8 or q4\n", argv[0]);
       return 2;
     }
 #ifdef _OPENMP

@@ -1,5 +1,5 @@
-/* cmd-convert.c — `nextstep convert`: quantize a model's weights to int8 or
- * fp8 once and keep them where ns_model_load finds them (weight-cache.h), so
+/* cmd-convert.c — `nextstep convert`: quantize a model's weights to int8,
+ * fp8 or q4 once and keep them where ns_model_load finds them (weight-cache.h), so
  * later loads skip the quantization. */
 #include <stdio.h>
 
@@ -32,7 +32,7 @@ ns_cmd_convert (int argc, char **argv)
   gboolean quiet = FALSE;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_FILENAME, &model, "Model folder (default: search)", "DIR" },
-    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "int8 or fp8", "FORMAT" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "int8, fp8 or q4", "FORMAT" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "Write here (default: where model loading looks, under $XDG_CACHE_HOME/nextstep)", "FILE" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
@@ -40,17 +40,18 @@ ns_cmd_convert (int argc, char **argv)
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("[MODEL]");
-  g_option_context_set_summary (ctx, "Quantize a model's weights once (int8 or fp8, one scale "
-                                "per output row) into a cached safetensors file.");
+  g_option_context_set_summary (ctx, "Quantize a model's weights once (int8 or fp8 with one "
+                                "scale per output row, q4 with one per 32 weights) into a "
+                                "cached safetensors file.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   GError *error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return fail (error);
   NsWeightFormat format;
   if (weights == NULL || !ns_weight_format_from_name (weights, &format)
-      || (format != NS_WEIGHTS_INT8 && format != NS_WEIGHTS_FP8))
+      || (format != NS_WEIGHTS_INT8 && format != NS_WEIGHTS_FP8 && format != NS_WEIGHTS_Q4))
     {
-      fprintf (stderr, "nextstep convert: give --weights int8 or --weights fp8\n");
+      fprintf (stderr, "nextstep convert: give --weights int8, fp8 or q4\n");
       return 2;
     }
   guint64 min_quant = NS_QUANT_MIN_ELEMENTS;

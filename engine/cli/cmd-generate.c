@@ -88,7 +88,7 @@ parse_choices (const Args *a, NsRequest *r, NsLoadOptions *lo, GError **error)
                         "--backend remote and --server URL go together"), FALSE;
   if (a->weights && !ns_weight_format_from_name (a->weights, &lo->weights))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                        "--weights %s: use auto, bf16, fp8 or int8", a->weights), FALSE;
+                        "--weights %s: use auto, bf16, fp8, int8 or q4", a->weights), FALSE;
   if (a->memory_cap && !g_ascii_string_to_unsigned (a->memory_cap, 10, 1, G_MAXUINT64,
                                                     &lo->device_memory_cap, NULL))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
@@ -160,8 +160,11 @@ say_choices (const NsModel *model, const NsLoadOptions *lo, NsCliProgress *progr
     return;
   gboolean cpu = ns_model_get_backend (model) == NS_BACKEND_CPU;
   NsWeightFormat chosen = ns_model_get_weight_format (model);
-  fprintf (stderr, "Weights: %s (--weights auto: bf16 %s in %s)\n",
-           ns_weight_format_name (chosen), chosen == NS_WEIGHTS_BF16 ? "fits" : "does not fit",
+  fprintf (stderr, "Weights: %s (--weights auto: %s in %s)\n",
+           ns_weight_format_name (chosen),
+           chosen == NS_WEIGHTS_BF16 ? "bf16 fits"
+           : chosen == NS_WEIGHTS_INT8 ? "bf16 does not fit"
+                                       : "neither bf16 nor int8 fits",
            cpu ? "the available RAM" : "the GPU memory");
 }
 
@@ -309,7 +312,7 @@ command (int argc, char **argv, gboolean edit)
     { "api-key", 0, 0, G_OPTION_ARG_STRING, &a.api_key, "The server's API key", "KEY" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights,
-      "auto, bf16, fp8 or int8 (auto: bf16 when it fits in GPU memory or RAM, else int8)", "FORMAT" },
+      "auto, bf16, fp8, int8 or q4 (auto: bf16 when it fits in GPU memory or RAM, else int8, else q4)", "FORMAT" },
     /* Test hooks: pretend the device has this much memory; quantize small matrices too. */
     { "device-memory-cap", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.memory_cap, NULL, NULL },
     { "quant-min-elements", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &a.quant_min, NULL, NULL },

@@ -48,7 +48,7 @@ load_model (const Args *a, const char *explicit_dir, gboolean edit, GError **err
                         "--backend %s: use auto, cpu or cuda", a->backend), NULL;
   if (a->weights && !ns_weight_format_from_name (a->weights, &lo.weights))
     return g_set_error (error, NS_ERROR, NS_ERROR_INVALID_ARGUMENT,
-                        "--weights %s: use auto, bf16, fp8 or int8", a->weights), NULL;
+                        "--weights %s: use auto, bf16, fp8, int8 or q4", a->weights), NULL;
   g_autofree char *dir = ns_model_find (explicit_dir, edit, error);
   if (dir == NULL)
     return NULL;
@@ -434,7 +434,7 @@ ns_cmd_serve (int argc, char **argv)
     { "queue", 0, 0, G_OPTION_ARG_INT, &a.queue,
       "Requests that may wait while one runs (2); more get HTTP 429", "N" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto, cpu or cuda", "NAME" },
-    { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights, "auto, bf16, fp8 or int8", "FORMAT" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &a.weights, "auto, bf16, fp8, int8 or q4", "FORMAT" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (0 = all)", "N" },
     /* Test hook: list the models as vLLM-Omni does, for the client's fallback. */
     { "plain", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &a.plain, NULL, NULL },

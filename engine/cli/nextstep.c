@@ -20,7 +20,7 @@ static const Command commands[] = {
   { "tokenize",  ns_cmd_tokenize,  "Turn text into token ids (or back, with --decode)" },
   { "make-tiny", ns_cmd_make_tiny, "Write a tiny random-weight model in the published layout" },
   { "bench",     ns_cmd_bench,     "Measure the engine's speed on synthetic full-size weights" },
-  { "convert",   ns_cmd_convert,   "Quantize a model's weights once to int8 or fp8" },
+  { "convert",   ns_cmd_convert,   "Quantize a model's weights once to int8, fp8 or q4" },
   { "serve",     ns_cmd_serve,     "Serve the image API over HTTP with a model kept loaded" },
 };
 

@@ -1,6 +1,7 @@
 /* convert.c — weights (F32, BF16, F16 straight from the file mapping, or
- * I8/F8_E4M3 with per-row scales) to f32. */
+ * I8/F8_E4M3 with per-row scales, Q4 with per-group scales) to f32. */
 #include "cpu-backend.h"
+#include "q4-layout.h"
 
 /* bf16 is the top half of an f32: a shift, which the compiler vectorises. */
 NS_CPU_HOT static void
@@ -76,6 +77,59 @@ convert_quantized (float *dst, const NsMat *m, size_t offset, size_t n)
     }
 }
 
+/* One whole q4 block (64 elements from `codes`, 32 bytes) times its group
+ * scales: nibble k of every word is the vector of elements 8k … 8k + 7,
+ * which the compiler vectorises. The products are exact (a 4-bit code times
+ * an f16 scale). */
+NS_CPU_HOT static void
+widen_q4_blocks (float *restrict dst, const uint8_t *restrict codes,
+                 const uint16_t *restrict scales, size_t blocks)
+{
+  for (size_t bl = 0; bl < blocks; bl++)
+    {
+      uint32_t words[8];
+      memcpy (words, codes + bl * (NS_Q4_BLOCK / 2), sizeof words);
+      float s[NS_Q4_BLOCK / NS_Q4_GROUP > 0 ? NS_Q4_BLOCK / NS_Q4_GROUP : 1];
+      for (int g = 0; g < NS_Q4_BLOCK / NS_Q4_GROUP; g++)
+        s[g] = ns_f16_to_f32 (scales[(bl * NS_Q4_BLOCK) / NS_Q4_GROUP + g]);
+      for (int k = 0; k < 8; k++)
+        for (int t = 0; t < 8; t++)
+          {
+            int32_t c = (int32_t) (words[t] << (28 - 4 * k)) >> 28;
+            dst[bl * NS_Q4_BLOCK + 8 * k + t] = (float) c * s[(8 * k + t) / NS_Q4_GROUP];
+          }
+    }
+}
+
+/* Q4 rows: whole blocks vectorised, any other start or end element by
+ * element; a span may cross rows. Groups larger than a block take the
+ * element path. */
+static void
+convert_q4 (float *dst, const NsMat *m, size_t offset, size_t n)
+{
+  size_t cols = (size_t) m->cols, bytes = ns_q4_row_bytes (cols);
+  size_t groups = ns_q4_row_groups (cols);
+  const uint8_t *q = m->data;
+  size_t done = 0;
+  while (done < n)
+    {
+      size_t at = offset + done, row = at / cols, i = at % cols;
+      const uint8_t *codes = q + row * bytes;
+      const uint16_t *scales = m->group_scale + row * groups;
+      size_t len = MIN (n - done, cols - i);
+      if (i % NS_Q4_BLOCK == 0 && len >= NS_Q4_BLOCK && NS_Q4_GROUP <= NS_Q4_BLOCK)
+        {
+          size_t blocks = len / NS_Q4_BLOCK;
+          widen_q4_blocks (dst + done, codes + ns_q4_byte (i), scales + i / NS_Q4_GROUP, blocks);
+          done += blocks * NS_Q4_BLOCK;
+          continue;
+        }
+      size_t end = len >= NS_Q4_BLOCK ? i + NS_Q4_BLOCK - i % NS_Q4_BLOCK : i + len;
+      for (size_t j = i; j < end; j++)
+        dst[done++] = (float) ns_q4_code (codes, j) * ns_f16_to_f32 (scales[j / NS_Q4_GROUP]);
+    }
+}
+
 void
 ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n)
 {
@@ -93,6 +147,9 @@ ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n)
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:
       convert_quantized (dst, m, offset, n);
+      break;
+    case NS_DTYPE_Q4:
+      convert_q4 (dst, m, offset, n);
       break;
     default:
       /* upload() refuses every other dtype. */

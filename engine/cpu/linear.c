@@ -4,6 +4,7 @@
  * is read once, widened to f32 in registers, and dotted with every x row
  * while it is in L1. Prefill (many rows) is bound by arithmetic: the BLAS. */
 #include "cpu-backend.h"
+#include "q4-layout.h"
 
 #define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
 #define GEMV_GROUP 4          /* x rows one pass over the weights serves */
@@ -17,7 +18,7 @@
 
 /* How the dot products widen the weights; a compile-time constant in every
  * clone. */
-typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8 } WeightKind;
+typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8, WEIGHTS_Q4 } WeightKind;
 
 typedef int32_t NsI32x8 __attribute__ ((vector_size (32)));
 typedef uint32_t NsU32x8b __attribute__ ((vector_size (32), aligned (1)));
@@ -26,13 +27,36 @@ typedef uint32_t NsU32x8b __attribute__ ((vector_size (32), aligned (1)));
 static inline __attribute__ ((always_inline)) int
 unit_vectors (WeightKind kind)
 {
-  return kind == WEIGHTS_I8 || kind == WEIGHTS_F8 ? 4 : 2;
+  return kind == WEIGHTS_Q4 ? 8 : kind == WEIGHTS_I8 || kind == WEIGHTS_F8 ? 4 : 2;
 }
 
 static inline __attribute__ ((always_inline)) int
 kind_size (WeightKind kind)
 {
   return kind == WEIGHTS_F32 ? 4 : kind == WEIGHTS_BF16 ? 2 : 1;
+}
+
+/* Bytes of n weights (q4: two per byte). */
+static inline __attribute__ ((always_inline)) size_t
+kind_bytes (WeightKind kind, size_t n)
+{
+  return kind == WEIGHTS_Q4 ? n / 2 : n * kind_size (kind);
+}
+
+/* q4 scales per unit of 64 weights: two for groups of 32, else one. */
+#define Q4_UNIT_GROUPS (NS_Q4_BLOCK / NS_Q4_GROUP > 1 ? NS_Q4_BLOCK / NS_Q4_GROUP : 1)
+
+/* An f16 scale as f32: one instruction where the clone has F16C. */
+static inline __attribute__ ((always_inline)) float
+f16_scale (uint16_t h)
+{
+#ifdef __FLT16_MAX__
+  _Float16 v;
+  memcpy (&v, &h, sizeof v);
+  return (float) v;
+#else
+  return ns_f16_to_f32 (h);
+#endif
 }
 
 /* Vector v of the weights of the unit at element i as f32, exactly, with
@@ -49,14 +73,23 @@ kind_size (WeightKind kind)
  *    too, as f32 denormals); one multiply by 2^120 restores it. A table would
  *    take a scalar load per weight, which cannot keep up with the memory. */
 static inline __attribute__ ((always_inline)) void
-widen_vector (WeightKind kind, const void *w, int i, int v, NsF32x8 *out)
+widen_vector (WeightKind kind, const void *w, int i, int v, float scale, NsF32x8 *out)
 {
   if (kind == WEIGHTS_F32)
     {
       *out = NS_F32X8_LOAD ((const float *) w + i + 8 * v);
       return;
     }
-  NsU32x8 u = *(const NsU32x8b *) ((const char *) w + (size_t) i * kind_size (kind));
+  NsU32x8 u = *(const NsU32x8b *) ((const char *) w + kind_bytes (kind, i));
+  if (kind == WEIGHTS_Q4)
+    {
+      /* q4 (q4-layout.h): nibble v of each word, elements i + 8v … i + 8v + 7
+       * in order; moved to the top and arithmetic-shifted back it is the
+       * signed code, which times its group's scale is the weight, exactly. */
+      NsI32x8 code = (NsI32x8) (u << (28 - 4 * v)) >> 28;
+      *out = __builtin_convertvector (code, NsF32x8) * scale;
+      return;
+    }
   if (kind == WEIGHTS_BF16)
     {
       *out = v == 0 ? (NsF32x8) (u << 16) : (NsF32x8) (u & 0xffff0000u);
@@ -78,6 +111,7 @@ widen1 (WeightKind kind, const void *w, int i)
     case WEIGHTS_F32: return ((const float *) w)[i];
     case WEIGHTS_BF16: return ns_bf16_to_f32 (((const uint16_t *) w)[i]);
     case WEIGHTS_I8: return ((const int8_t *) w)[i];
+    case WEIGHTS_Q4: return ns_q4_code (w, i);   /* never reached: rows are whole units */
     default: return ns_f8e4m3_to_f32 (((const uint8_t *) w)[i]);
     }
 }
@@ -86,9 +120,14 @@ widen1 (WeightKind kind, const void *w, int i)
  * Each x vector is loaded once for all nw weight rows: with one weight row
  * per pass, int8 needed 8 bytes of x (from L2: two rows of 5120 floats do
  * not fit L1) per byte of weights, and that, not memory, bounded it. */
-#define DOT_UNIT(kind, nw, nr, w, stride, x, i, acc)                              \
+#define DOT_UNIT(kind, nw, nr, w, stride, sc, lds, x, i, acc)                     \
   do                                                                              \
     {                                                                             \
+      float s_[GEMV_ACCUMULATORS][Q4_UNIT_GROUPS];                                \
+      if ((kind) == WEIGHTS_Q4)                                                   \
+        for (int k_ = 0; k_ < (nw); k_++)                                         \
+          for (int g_ = 0; g_ < Q4_UNIT_GROUPS; g_++)                             \
+            s_[k_][g_] = f16_scale ((sc)[k_ * (lds) + (i) / NS_Q4_GROUP + g_]);   \
       for (int v_ = 0; v_ < unit_vectors (kind); v_++)                            \
         {                                                                         \
           NsF32x8 xv_[GEMV_GROUP];                                                \
@@ -97,7 +136,10 @@ widen1 (WeightKind kind, const void *w, int i)
           for (int k_ = 0; k_ < (nw); k_++)                                       \
             {                                                                     \
               NsF32x8 wv_;                                                        \
-              widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, &wv_); \
+              float sk_ = (kind) == WEIGHTS_Q4                                    \
+                            ? s_[k_][8 * v_ / NS_Q4_GROUP] /* units start groups */ \
+                            : 1.0f;                                               \
+              widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, sk_, &wv_); \
               for (int r_ = 0; r_ < (nr); r_++)                                   \
                 (acc)[k_ * (nr) + r_] += wv_ * xv_[r_];                           \
             }                                                                     \
@@ -110,24 +152,29 @@ widen1 (WeightKind kind, const void *w, int i)
  * constant nw, nr and kind, so the accumulators (independent FMA chains)
  * live in registers and the kind tests fold. */
 static inline __attribute__ ((always_inline)) void
-dot_block (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
-           int n, float *sums, int ld)
+dot_block (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
+           const float *const *x, int n, float *sums, int ld)
 {
-  const int unit = 8 * unit_vectors (kind), line = GEMV_LINE / kind_size (kind);
-  const size_t stride = ldw * kind_size (kind);
+  const int unit = 8 * unit_vectors (kind);
+  const int line = kind == WEIGHTS_Q4 ? 2 * GEMV_LINE : GEMV_LINE / kind_size (kind);
+  const size_t stride = kind_bytes (kind, ldw), lds = ldw / NS_Q4_GROUP;
   NsF32x8 acc[GEMV_ACCUMULATORS] = { { 0 } };
   int i = 0;
   for (; i + line <= n; i += line)
     {
       /* The hardware prefetcher alone leaves a third of the bandwidth unused. */
       for (int k = 0; k < nw; k++)
-        __builtin_prefetch ((const char *) w + k * stride + (size_t) i * kind_size (kind)
+        __builtin_prefetch ((const char *) w + k * stride + kind_bytes (kind, i)
                             + GEMV_PREFETCH);
+      /* q4's scales: a line of them (32 groups) every 8 lines of codes. */
+      if (kind == WEIGHTS_Q4 && i % (8 * line) == 0)
+        for (int k = 0; k < nw; k++)
+          __builtin_prefetch (sc + k * lds + (i + 2 * GEMV_PREFETCH) / NS_Q4_GROUP);
       for (int u = i; u < i + line; u += unit)
-        DOT_UNIT (kind, nw, nr, w, stride, x, u, acc);
+        DOT_UNIT (kind, nw, nr, w, stride, sc, lds, x, u, acc);
     }
   for (; i + unit <= n; i += unit)
-    DOT_UNIT (kind, nw, nr, w, stride, x, i, acc);
+    DOT_UNIT (kind, nw, nr, w, stride, sc, lds, x, i, acc);
   for (int k = 0; k < nw; k++)
     for (int r = 0; r < nr; r++)
       {
@@ -141,31 +188,33 @@ dot_block (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const flo
 /* nw weight rows against nr x rows: as many weight rows per pass as the
  * accumulators allow, the leftover ones singly. */
 static inline __attribute__ ((always_inline)) void
-dot_group (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
-           int n, float *sums, int ld)
+dot_group (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
+           const float *const *x, int n, float *sums, int ld)
 {
   const int wb = GEMV_ACCUMULATORS / nr;
-  const size_t stride = ldw * kind_size (kind);
+  const size_t stride = kind_bytes (kind, ldw), lds = ldw / NS_Q4_GROUP;
   int k = 0;
   for (; k + wb <= nw; k += wb)
-    dot_block (wb, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
+    dot_block (wb, nr, kind, (const char *) w + k * stride, sc ? sc + k * lds : NULL, ldw, x, n,
+               sums + k * ld, ld);
   for (; k < nw; k++)
-    dot_block (1, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
+    dot_block (1, nr, kind, (const char *) w + k * stride, sc ? sc + k * lds : NULL, ldw, x, n,
+               sums + k * ld, ld);
 }
 
 /* sums[k·rows + r] = W_k · x[r] for nw ≤ GEMV_BLOCK weight rows and all x
  * rows, in groups of constant size for dot_group. */
 static inline __attribute__ ((always_inline)) void
-dot_all (int nw, int rows, WeightKind kind, const void *w, size_t ldw, const float *const *x,
-         int n, float *sums)
+dot_all (int nw, int rows, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
+         const float *const *x, int n, float *sums)
 {
   for (int r0 = 0; r0 < rows; r0 += GEMV_GROUP)
     switch (MIN (GEMV_GROUP, rows - r0))
       {
-      case 1: dot_group (nw, 1, kind, w, ldw, x + r0, n, sums + r0, rows); break;
-      case 2: dot_group (nw, 2, kind, w, ldw, x + r0, n, sums + r0, rows); break;
-      case 3: dot_group (nw, 3, kind, w, ldw, x + r0, n, sums + r0, rows); break;
-      default: dot_group (nw, 4, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      case 1: dot_group (nw, 1, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
+      case 2: dot_group (nw, 2, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
+      case 3: dot_group (nw, 3, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
+      default: dot_group (nw, 4, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
       }
 }
 
@@ -174,12 +223,20 @@ dot_all (int nw, int rows, WeightKind kind, const void *w, size_t ldw, const flo
   name (int nw, int rows, const type *w, size_t ldw, const float *const *x, int n,     \
         float *sums)                                                                   \
   {                                                                                    \
-    dot_all (nw, rows, kind, w, ldw, x, n, sums);                                      \
+    dot_all (nw, rows, kind, w, NULL, ldw, x, n, sums);                                \
   }
 DOT_ALL_CLONE (dot_all_f32, WEIGHTS_F32, float)
 DOT_ALL_CLONE (dot_all_bf16, WEIGHTS_BF16, uint16_t)
 DOT_ALL_CLONE (dot_all_i8, WEIGHTS_I8, int8_t)
 DOT_ALL_CLONE (dot_all_f8, WEIGHTS_F8, uint8_t)
+
+/* q4: the codes of nw rows `ldw` weights long and their group scales. */
+NS_CPU_HOT static void
+dot_all_q4 (int nw, int rows, const uint8_t *w, const uint16_t *sc, size_t ldw,
+            const float *const *x, int n, float *sums)
+{
+  dot_all (nw, rows, WEIGHTS_Q4, w, sc, ldw, x, n, sums);
+}
 
 /* x rows reordered per unit of 8·lanes elements so that element 8·v + t of
  * the unit is x[lanes·t + v], the order widen_vector yields the weights in;
@@ -232,7 +289,8 @@ f16_row_dots (const NsMat *w, int o, const float *const *x, int rows, float *sum
 
 /* sums[k·rows + r] = W[o + k, :] · x[r, :] for k < nw and every row r (x
  * de-interleaved to match). int8/fp8 codes are dotted unscaled and each
- * row's scale applied once to its sums. */
+ * row's scale applied once to its sums; q4 weights are widened with their
+ * group's scale (x in order: q4-layout.h). */
 static void
 block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, float *sums)
 {
@@ -245,6 +303,10 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, floa
       return;
     case NS_DTYPE_F32:
       dot_all_f32 (nw, rows, (const float *) w->data + at, cols, x, cols, sums);
+      return;
+    case NS_DTYPE_Q4:
+      dot_all_q4 (nw, rows, (const uint8_t *) w->data + ns_q4_row_bytes (at), w->group_scale
+                  + ns_q4_row_groups (at), cols, x, cols, sums);
       return;
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:

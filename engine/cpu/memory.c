@@ -41,6 +41,16 @@ ns_cpu_write (NsBackend *b, float *dst, const float *src, size_t n)
   memmove (dst, src, n * sizeof (float));
 }
 
+/* Weight memory the backend owns, 64-byte aligned (freed with free). */
+static void *
+aligned_bytes (size_t n)
+{
+  void *p = NULL;
+  if (posix_memalign (&p, NS_CPU_ALIGN, MAX (n, 1)) != 0)
+    g_error ("out of memory allocating %" G_GSIZE_FORMAT " bytes of weights", n);
+  return p;
+}
+
 /* [d0, rest…] → d0 × prod(rest); a 1-D tensor is one row, a scalar 1 × 1. */
 static gboolean
 matrix_shape (const NsTensorView *t, int *rows, int *cols, GError **error)
@@ -87,7 +97,18 @@ ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
     }
   *out = (NsMat) { .dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data };
   NsDType q_dtype = ns_backend_upload_dtype (b, t);
-  if (q_dtype != t->dtype)
+  if (q_dtype == NS_DTYPE_Q4)
+    {
+      GHashTable *owned = ((NsCpuBackend *) b)->owned;
+      uint8_t *q = aligned_bytes ((size_t) rows * ns_q4_row_bytes (cols));
+      uint16_t *scale = g_new (uint16_t, (size_t) rows * ns_q4_row_groups (cols));
+      ns_quantize_q4_rows (t->data, t->dtype, rows, cols, q, scale);
+      g_hash_table_add (owned, q);
+      g_hash_table_add (owned, scale);
+      *out = (NsMat) { .dtype = q_dtype, .rows = rows, .cols = cols, .data = q,
+                       .group_scale = scale };
+    }
+  else if (q_dtype != t->dtype)
     {
       GHashTable *owned = ((NsCpuBackend *) b)->owned;
       void *q = g_malloc ((size_t) rows * cols);
@@ -100,10 +121,52 @@ ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
   return TRUE;
 }
 
+/* A q4 matrix from a cache: U8 [rows, cols / 2] codes and F16
+ * [rows, cols / NS_Q4_GROUP] scales (copied: the file's data need not be
+ * aligned). */
+static gboolean
+upload_q4 (NsBackend *b, const NsTensorView *q, const NsTensorView *scale, NsMat *out,
+           GError **error)
+{
+  int rows, half;
+  if (!matrix_shape (q, &rows, &half, error))
+    return FALSE;
+  int64_t cols = 2 * (int64_t) half;
+  if (q->n_dims != 2 || q->n_bytes != (size_t) rows * half || cols > G_MAXINT
+      || !ns_q4_cols_ok (cols) || scale->dtype != NS_DTYPE_F16 || scale->n_dims != 2
+      || scale->shape[0] != rows || scale->shape[1] != cols / NS_Q4_GROUP
+      || scale->n_bytes != (size_t) rows * ns_q4_row_groups (cols) * 2)
+    {
+      g_set_error (error, NS_ERROR, NS_ERROR_FORMAT,
+                   "4-bit weight %s in %s: expected U8 codes [rows, cols/2] with F16 scales "
+                   "[rows, cols/%d] in %s (%s); delete the converted file and run nextstep "
+                   "convert again", q->name, q->file ? q->file : "(memory)", NS_Q4_GROUP,
+                   scale->name, ns_dtype_name (scale->dtype));
+      return FALSE;
+    }
+  GHashTable *owned = ((NsCpuBackend *) b)->owned;
+  uint16_t *s = g_memdup2 (scale->data, scale->n_bytes);
+  g_hash_table_add (owned, s);
+  const void *data = q->data;
+  if ((uintptr_t) data % 32 != 0)
+    {
+      /* The GEMV reads 32-byte blocks; safetensors aligns only to 8. */
+      void *copy = aligned_bytes (q->n_bytes);
+      memcpy (copy, q->data, q->n_bytes);
+      g_hash_table_add (owned, copy);
+      data = copy;
+    }
+  *out = (NsMat) { .dtype = NS_DTYPE_Q4, .rows = rows, .cols = (int) cols, .data = data,
+                   .group_scale = s };
+  return TRUE;
+}
+
 gboolean
 ns_cpu_upload_quantized (NsBackend *b, const NsTensorView *q, const NsTensorView *scale,
                          NsMat *out, GError **error)
 {
+  if (q->dtype == NS_DTYPE_U8)
+    return upload_q4 (b, q, scale, out, error);
   int rows, cols;
   if (!matrix_shape (q, &rows, &cols, error))
     return FALSE;
@@ -132,6 +195,7 @@ ns_cpu_release (NsBackend *b, NsMat *m)
   GHashTable *owned = ((NsCpuBackend *) b)->owned;
   g_hash_table_remove (owned, m->data);
   g_hash_table_remove (owned, m->scale);
+  g_hash_table_remove (owned, m->group_scale);
   *m = (NsMat) { 0 };
 }
 

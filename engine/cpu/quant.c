@@ -36,6 +36,7 @@ ns_weight_format_dtype (NsWeightFormat format)
     {
     case NS_WEIGHTS_INT8: return NS_DTYPE_I8;
     case NS_WEIGHTS_FP8: return NS_DTYPE_F8_E4M3;
+    case NS_WEIGHTS_Q4: return NS_DTYPE_Q4;
     default: return NS_DTYPE_F32;
     }
 }
@@ -79,6 +80,73 @@ ns_quantize_rows (const void *src, NsDType dtype, int rows, int cols, NsDType q_
     quantize_row (src, dtype, (size_t) r * cols, cols, q_dtype, q, scale + r);
 }
 
+/* ---- q4 --------------------------------------------------------------- */
+
+#define F16_MAX 65504.0f
+
+/* One group: the scale's f16 bits, and the codes into row (of the packed
+ * layout) at elements i0 … i0 + NS_Q4_GROUP − 1. */
+static uint16_t
+quantize_group (const void *src, NsDType dtype, size_t at, size_t i0, uint8_t *row)
+{
+  float m = 0.0f;
+  for (int j = 0; j < NS_Q4_GROUP; j++)
+    {
+      float v = load (src, dtype, at + i0 + j);
+      if (fabsf (v) > fabsf (m) || (fabsf (v) == fabsf (m) && v > m))
+        m = v;
+    }
+  float d = fmaxf (-F16_MAX, fminf (F16_MAX, -m / 8.0f));
+  uint16_t bits = ns_f32_to_f16 (d);
+  float s = ns_f16_to_f32 (bits);
+  for (int j = 0; j < NS_Q4_GROUP; j++)
+    {
+      float v = load (src, dtype, at + i0 + j);
+      int c = s != 0.0f ? (int) fmaxf (-8.0f, fminf (7.0f, rintf (v / s))) : 0;
+      ns_q4_put (row, i0 + j, c);
+    }
+  return bits;
+}
+
+void
+ns_quantize_q4_rows (const void *src, NsDType dtype, int rows, int cols, uint8_t *q,
+                     uint16_t *scale)
+{
+  g_return_if_fail (ns_q4_cols_ok (cols));
+  size_t groups = ns_q4_row_groups (cols), bytes = ns_q4_row_bytes (cols);
+#pragma omp parallel for schedule (static) if ((size_t) rows * cols > (1 << 16))
+  for (int r = 0; r < rows; r++)
+    {
+      uint8_t *row = q + (size_t) r * bytes;
+      memset (row, 0, bytes);
+      for (size_t g = 0; g < groups; g++)
+        scale[(size_t) r * groups + g] = quantize_group (src, dtype, (size_t) r * cols,
+                                                         g * NS_Q4_GROUP, row);
+    }
+}
+
+double
+ns_q4_value (const uint8_t *q, const uint16_t *scale, int cols, size_t row, size_t i)
+{
+  return (double) ns_q4_code (q + row * ns_q4_row_bytes (cols), i)
+         * ns_f16_to_f32 (scale[row * ns_q4_row_groups (cols) + i / NS_Q4_GROUP]);
+}
+
+gboolean
+ns_q4_keeps_int8 (const char *name, int64_t cols)
+{
+  static const char *const sensitive[] = {
+    "embed_tokens.", "image_out_projector.", "adaLN_modulation.", "final_layer.",
+    "cond_embed.",
+  };
+  if (!ns_q4_cols_ok (cols))
+    return TRUE;
+  for (guint i = 0; name != NULL && i < G_N_ELEMENTS (sensitive); i++)
+    if (strstr (name, sensitive[i]) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
 NsDType
 ns_backend_upload_dtype (const NsBackend *b, const NsTensorView *t)
 {
@@ -86,5 +154,7 @@ ns_backend_upload_dtype (const NsBackend *b, const NsTensorView *t)
   if (q == NS_DTYPE_F32 || !ns_dtype_is_weight (t->dtype) || t->n_dims != 2
       || ns_tensor_n_elements (t) < b->quant_min_elements)
     return t->dtype;
+  if (q == NS_DTYPE_Q4 && ns_q4_keeps_int8 (t->name, t->shape[1]))
+    return NS_DTYPE_I8;
   return q;
 }

@@ -12,7 +12,7 @@
 
 static const char *const sampler_names[] = { "hf-sde", "gh-grid", "ode" };
 static const char *const backend_names[] = { "auto", "cpu", "cuda", "remote" };
-static const char *const weight_names[] = { "auto", "bf16", "fp8", "int8" };
+static const char *const weight_names[] = { "auto", "bf16", "fp8", "int8", "q4" };
 
 static const char *
 name_of (const char *const *names, gsize n, int value)

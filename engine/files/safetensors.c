@@ -111,7 +111,7 @@ read_entry (const char *label, const char *name, JsonNode *node, guint64 data_si
   if (dtype_name == NULL)
     return ns_files_fail (error, NS_ERROR_FORMAT, "%s: tensor '%s' has no \"dtype\" string",
                           label, name);
-  if (!ns_dtype_from_name (dtype_name, &e->dtype))
+  if (!ns_dtype_from_name (dtype_name, &e->dtype) || e->dtype == NS_DTYPE_Q4)
     return ns_files_fail (error, NS_ERROR_UNSUPPORTED,
                           "%s: tensor '%s' has dtype '%s'; supported: F32 F16 BF16 F64 F8_E4M3 I8 U8 I32 I64",
                           label, name, dtype_name);

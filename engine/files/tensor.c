@@ -18,6 +18,7 @@ static const struct {
   [NS_DTYPE_U8] = { "U8", 1 },
   [NS_DTYPE_I32] = { "I32", 4 },
   [NS_DTYPE_I64] = { "I64", 8 },
+  [NS_DTYPE_Q4] = { "Q4", 1 },
 };
 
 gboolean

@@ -19,6 +19,10 @@ typedef enum {
   NS_DTYPE_U8,
   NS_DTYPE_I32,
   NS_DTYPE_I64,
+  /* Not a file dtype: 4-bit group codes in backend memory (backend.h NsMat,
+   * q4-layout.h); a `nextstep convert` cache stores them as U8. Its "size"
+   * is that of the storage unit, a byte of two codes. */
+  NS_DTYPE_Q4,
   NS_DTYPE_COUNT
 } NsDType;
 

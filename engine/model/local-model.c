@@ -151,7 +151,8 @@ plan_memory (const NsLocalModel *m, const NsLoadOptions *o, guint64 *available)
   return NS_PLAN_RAM;
 }
 
-/* Picks the weight format (AUTO: bf16 when the plan fits, else int8) and
+/* Picks the weight format (AUTO: bf16 when the plan fits, else int8 when
+ * it fits, else q4) and
  * refuses a load whose plan exceeds the memory (plan_memory). */
 static gboolean
 choose_weights (NsLocalModel *m, const NsLoadOptions *o, GError **error)
@@ -171,24 +172,28 @@ choose_weights (NsLocalModel *m, const NsLoadOptions *o, GError **error)
   NsPlanRequest request = planned_request (m);
   NsMemoryPlan plan;
   ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
-  if (available > 0 && o->weights == NS_WEIGHTS_AUTO && plan.total > available)
-    {
-      format = NS_WEIGHTS_INT8;
-      ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
-    }
+  const NsWeightFormat fallbacks[] = { NS_WEIGHTS_INT8, NS_WEIGHTS_Q4 };
+  for (guint i = 0; i < G_N_ELEMENTS (fallbacks); i++)
+    if (available > 0 && o->weights == NS_WEIGHTS_AUTO && plan.total > available)
+      {
+        format = fallbacks[i];
+        ns_memory_plan (&m->cfg, &m->vae_cfg, format, min_quant, &request, &plan);
+      }
   if (available > 0 && !ns_memory_plan_check (&plan, available, memory, format, error))
     return FALSE;
   ns_backend_set_weight_format (m->backend, format, min_quant);
   return TRUE;
 }
 
-/* int8/fp8: the `nextstep convert` cache replaces the published weights when
- * it was made from them with the same settings (else quantize at upload). */
+/* int8/fp8/q4: the `nextstep convert` cache replaces the published weights
+ * when it was made from them with the same settings (else quantize at
+ * upload). */
 static gboolean
 use_weight_cache (NsLocalModel *m, GError **error)
 {
   NsBackend *b = m->backend;
-  if (b->weight_format != NS_WEIGHTS_INT8 && b->weight_format != NS_WEIGHTS_FP8)
+  if (b->weight_format != NS_WEIGHTS_INT8 && b->weight_format != NS_WEIGHTS_FP8
+      && b->weight_format != NS_WEIGHTS_Q4)
     return TRUE;
   g_autofree char *path = ns_weight_cache_default_path (m->base.dir, b->weight_format);
   g_autoptr (GError) local = NULL;

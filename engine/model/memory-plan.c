@@ -4,17 +4,20 @@
 #include <string.h>
 
 #include "model/memory-plan.h"
+#include "cpu/quant.h"
 #include "model/arch.h"
 #include "model/vae-private.h"
 #include "model/vae.h"
 
 guint64
-ns_plan_tensor_bytes (int n_dims, int64_t rows, int64_t cols, NsWeightFormat format,
-                      int64_t min_quant)
+ns_plan_tensor_bytes (const char *name, int n_dims, int64_t rows, int64_t cols,
+                      NsWeightFormat format, int64_t min_quant)
 {
   guint64 n = (guint64) rows * (guint64) cols;
-  gboolean quantized = (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8) && n_dims == 2
-                       && (int64_t) n >= min_quant;
+  gboolean quantized = (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8
+                        || format == NS_WEIGHTS_Q4) && n_dims == 2 && (int64_t) n >= min_quant;
+  if (quantized && format == NS_WEIGHTS_Q4 && !ns_q4_keeps_int8 (name, cols))
+    return n / 2 + 2 * (guint64) rows * ns_q4_row_groups (cols);
   return quantized ? n + 4 * (guint64) rows : 2 * n;
 }
 
@@ -29,8 +32,8 @@ model_weight_bytes (const NsModelConfig *cfg, NsWeightFormat format, int64_t min
       /* The image loop never needs lm_head: the engine does not load it. */
       if (g_str_equal (t->name, "lm_head.weight"))
         continue;
-      total += ns_plan_tensor_bytes (t->n_dims, t->shape[0], t->n_dims == 2 ? t->shape[1] : 1,
-                                     format, min_quant);
+      total += ns_plan_tensor_bytes (t->name, t->n_dims, t->shape[0],
+                                     t->n_dims == 2 ? t->shape[1] : 1, format, min_quant);
     }
   if (cfg->use_gen_pos_embed)
     {
@@ -105,21 +108,26 @@ ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat
 
 /* What to try instead, for the refusal. */
 static const char *
-plan_advice (NsPlanMemory memory, gboolean quantized)
+plan_advice (NsPlanMemory memory, NsWeightFormat format)
 {
+  gboolean q4 = format == NS_WEIGHTS_Q4;
+  gboolean quantized = q4 || format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8;
   switch (memory)
     {
     case NS_PLAN_GPU:
-      return quantized ? "try a smaller image or --backend cpu"
-                       : "try --weights int8, a smaller image or --backend cpu";
+      return q4 ? "try a smaller image or --backend cpu"
+             : quantized ? "try --weights q4, a smaller image or --backend cpu"
+                         : "try --weights int8, a smaller image or --backend cpu";
     case NS_PLAN_RAM:
-      return quantized ? "close other programs, try a smaller image, or use a machine with "
-                         "more RAM"
-                       : "try --weights int8 (quantize once with `nextstep convert --weights "
-                         "int8`), a smaller image, or close other programs";
+      return q4 ? "close other programs, try a smaller image, or use a machine with more RAM"
+             : quantized ? "try --weights q4 (quantize once with `nextstep convert --weights "
+                           "q4`), a smaller image, or close other programs"
+                         : "try --weights int8 (quantize once with `nextstep convert --weights "
+                           "int8`), a smaller image, or close other programs";
     default:
-      return quantized ? "try a smaller image or a larger --device-memory-cap"
-                       : "try --weights int8, a smaller image or a larger --device-memory-cap";
+      return q4 ? "try a smaller image or a larger --device-memory-cap"
+             : quantized ? "try --weights q4, a smaller image or a larger --device-memory-cap"
+                         : "try --weights int8, a smaller image or a larger --device-memory-cap";
     }
 }
 
@@ -130,12 +138,11 @@ ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, NsPlanMemory 
   if (plan->total <= available)
     return TRUE;
   static const char *const names[] = { "GPU memory", "RAM", "device memory" };
-  gboolean quantized = format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8;
   g_set_error (error, NS_ERROR, NS_ERROR_OUT_OF_MEMORY,
                "needs %.1f GB of %s, %.1f GB %s: %s (%s weights %.1f GB, KV cache %.1f GB, "
                "VAE %.1f GB, activations %.1f GB)",
                plan->total / 1e9, names[memory], available / 1e9,
-               memory == NS_PLAN_RAM ? "available" : "free", plan_advice (memory, quantized),
+               memory == NS_PLAN_RAM ? "available" : "free", plan_advice (memory, format),
                ns_weight_format_name (format == NS_WEIGHTS_AUTO ? NS_WEIGHTS_BF16 : format),
                plan->weights / 1e9, plan->kv_cache / 1e9,
                (plan->vae_weights + plan->vae_workspace) / 1e9, plan->activations / 1e9);

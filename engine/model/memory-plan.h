@@ -28,11 +28,13 @@ typedef struct {
   guint64 total;
 } NsMemoryPlan;
 
-/* Bytes of one weight tensor of `n_dims` dims [rows × cols] in `format`
- * (bf16 when stored as published; int8/fp8: 1 byte plus a 4-byte scale per
- * row for 2-D matrices of at least `min_quant` elements). */
-guint64 ns_plan_tensor_bytes (int n_dims, int64_t rows, int64_t cols, NsWeightFormat format,
-                              int64_t min_quant);
+/* Bytes of one weight tensor `name` of `n_dims` dims [rows × cols] in
+ * `format` (bf16 when stored as published; int8/fp8: 1 byte plus a 4-byte
+ * scale per row for 2-D matrices of at least `min_quant` elements; q4: half
+ * a byte plus a 2-byte scale per 32 elements for the matrices the q4 rule
+ * of cpu/quant.h allows, int8 for the others). */
+guint64 ns_plan_tensor_bytes (const char *name, int n_dims, int64_t rows, int64_t cols,
+                              NsWeightFormat format, int64_t min_quant);
 
 /* The plan for `cfg`/`vae` with weights in `format` (AUTO counts as bf16). */
 void ns_memory_plan (const NsModelConfig *cfg, const NsVaeConfig *vae, NsWeightFormat format,
@@ -47,7 +49,7 @@ typedef enum {
 
 /* FALSE with NS_ERROR_OUT_OF_MEMORY when plan->total exceeds `available`:
  * "needs 21.3 GB of GPU memory, 15.8 GB free: try --weights int8, a smaller
- * image or --backend cpu" (int8 only for bf16 plans, the CPU only for the
+ * image or --backend cpu" (int8 for bf16 plans, q4 for int8/fp8 plans, the CPU only for the
  * GPU; on the CPU it names `nextstep convert`; the test cap is "device"
  * memory). */
 gboolean ns_memory_plan_check (const NsMemoryPlan *plan, guint64 available, NsPlanMemory memory,

@@ -84,9 +84,17 @@ typedef struct {
 typedef struct {
   const NsTensorView *t;
   NsDType q_dtype;
-  float *scale;           /* [rows] */
+  float *scale;           /* [rows] (q4: uint16_t [rows, groups]) */
   WriteProgress *progress;
 } QuantFill;
+
+/* Bytes of one row of codes and of scales of a QuantFill. */
+static guint64
+fill_row_bytes (const QuantFill *f)
+{
+  guint64 cols = (guint64) f->t->shape[1];
+  return f->q_dtype == NS_DTYPE_Q4 ? ns_q4_row_bytes (cols) : cols;
+}
 
 static void
 quant_fill_free (gpointer p)
@@ -100,15 +108,19 @@ static void
 fill_codes (guint8 *dst, guint64 offset, gsize size, gpointer data)
 {
   QuantFill *f = data;
-  guint64 cols = (guint64) f->t->shape[1];
-  guint64 r0 = offset / cols, r1 = (offset + size + cols - 1) / cols;
-  g_autofree guint8 *q = g_malloc ((r1 - r0) * cols);
+  guint64 cols = (guint64) f->t->shape[1], row = fill_row_bytes (f);
+  guint64 r0 = offset / row, r1 = (offset + size + row - 1) / row;
+  g_autofree guint8 *q = g_malloc ((r1 - r0) * row);
   const guint8 *src = (const guint8 *) f->t->data + r0 * cols * ns_dtype_size (f->t->dtype);
-  ns_quantize_rows (src, f->t->dtype, (int) (r1 - r0), (int) cols, f->q_dtype, q,
-                    f->scale + r0);
-  memcpy (dst, q + (offset - r0 * cols), size);
+  if (f->q_dtype == NS_DTYPE_Q4)
+    ns_quantize_q4_rows (src, f->t->dtype, (int) (r1 - r0), (int) cols, q,
+                         (uint16_t *) f->scale + r0 * ns_q4_row_groups (cols));
+  else
+    ns_quantize_rows (src, f->t->dtype, (int) (r1 - r0), (int) cols, f->q_dtype, q,
+                      f->scale + r0);
+  memcpy (dst, q + (offset - r0 * row), size);
   WriteProgress *p = f->progress;
-  p->done += (guint64) size * ns_dtype_size (f->t->dtype);
+  p->done += (guint64) size * cols / row * ns_dtype_size (f->t->dtype);
   if (p->func)
     p->func ((double) p->done / MAX (p->total, 1), f->t->name, p->data);
 }
@@ -131,10 +143,23 @@ add_tensor (NsSafetensorsWriter *w, const NsTensorView *t, NsDType q_dtype, GPtr
       return;
     }
   QuantFill *f = g_new0 (QuantFill, 1);
+  g_autofree char *scale_name = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
+  if (q_dtype == NS_DTYPE_Q4)
+    {
+      /* U8 codes, F16 scales per group (q4-layout.h) */
+      guint64 groups = ns_q4_row_groups (t->shape[1]);
+      *f = (QuantFill) { t, q_dtype, g_malloc ((gsize) t->shape[0] * groups * 2), progress };
+      g_ptr_array_add (fills, f);
+      const int64_t code_shape[2] = { t->shape[0], t->shape[1] / 2 };
+      const int64_t scale_shape[2] = { t->shape[0], (int64_t) groups };
+      ns_safetensors_writer_add_fill (w, t->name, NS_DTYPE_U8, 2, code_shape, fill_codes, f);
+      ns_safetensors_writer_add_fill (w, scale_name, NS_DTYPE_F16, 2, scale_shape, fill_scales,
+                                      f);
+      return;
+    }
   *f = (QuantFill) { t, q_dtype, g_new (float, t->shape[0]), progress };
   g_ptr_array_add (fills, f);
   ns_safetensors_writer_add_fill (w, t->name, q_dtype, 2, t->shape, fill_codes, f);
-  g_autofree char *scale_name = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
   const int64_t scale_shape[1] = { t->shape[0] };
   ns_safetensors_writer_add_fill (w, scale_name, NS_DTYPE_F32, 1, scale_shape, fill_scales, f);
 }
@@ -144,7 +169,8 @@ ns_weight_cache_write (const NsTensorStore *weights, const char *model_dir,
                        NsWeightFormat format, int64_t min_quant, const char *path,
                        NsLoadProgressFunc progress, gpointer progress_data, GError **error)
 {
-  g_return_val_if_fail (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8, FALSE);
+  g_return_val_if_fail (format == NS_WEIGHTS_INT8 || format == NS_WEIGHTS_FP8
+                        || format == NS_WEIGHTS_Q4, FALSE);
   /* Which tensors upload would quantize: the backend rule, on a template. */
   NsBackend rule = { 0 };
   ns_backend_set_weight_format (&rule, format, min_quant);

@@ -1,7 +1,9 @@
-/* weight-cache.h — int8/fp8 weights quantized once (`nextstep convert`) and
- * kept in a safetensors file: the quantized matrices under their own names
- * (I8 or F8_E4M3), one F32 "<name>.scale" per matrix, every other tensor as
- * published, and __metadata__ {format, min_quant, source} where source lists
+/* weight-cache.h — int8/fp8/q4 weights quantized once (`nextstep convert`)
+ * and kept in a safetensors file: the quantized matrices under their own
+ * names (I8 or F8_E4M3 [rows, cols] with one F32 "<name>.scale" [rows] per
+ * matrix; q4 as U8 [rows, cols / 2] packed codes with F16 "<name>.scale"
+ * [rows, cols / 32], q4-layout.h; q4's int8 matrices as int8's), every
+ * other tensor as published, and __metadata__ {format, min_quant, source} where source lists
  * the model's *.safetensors files with size and mtime, so a cache made from
  * other weights is ignored. Default place: $XDG_CACHE_HOME/nextstep/
  * <name of the model folder>-<hash of its path>-<format>.safetensors (model

@@ -19,9 +19,10 @@ ns_weight_upload (NsBackend *backend, const NsTensorStore *store, const char *na
                    "The model weights have no tensor '%s'; the checkpoint is incomplete", name);
       return FALSE;
     }
-  if (t->dtype == NS_DTYPE_I8 || t->dtype == NS_DTYPE_F8_E4M3)
+  if (t->dtype == NS_DTYPE_I8 || t->dtype == NS_DTYPE_F8_E4M3 || t->dtype == NS_DTYPE_U8)
     {
-      /* A tensor from a `nextstep convert` cache: its scales sit beside it. */
+      /* A tensor from a `nextstep convert` cache (U8: q4 codes): its scales
+       * sit beside it. */
       g_autofree char *scale_name = g_strconcat (name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
       const NsTensorView *scale = ns_tensor_store_find (store, scale_name);
       if (scale == NULL)

@@ -249,7 +249,7 @@ test_enum_names (void)
       g_assert_true (ns_backend_from_name (ns_backend_name (b), &back));
       g_assert_cmpint (back, ==, b);
     }
-  for (int w = NS_WEIGHTS_AUTO; w <= NS_WEIGHTS_INT8; w++)
+  for (int w = NS_WEIGHTS_AUTO; w <= NS_WEIGHTS_Q4; w++)
     {
       NsWeightFormat back;
       g_assert_true (ns_weight_format_from_name (ns_weight_format_name (w), &back));

@@ -5,8 +5,8 @@
 
 const int ops_thread_counts[2] = { 1, OPS_THREADS_MANY };
 const NsDType ops_weight_dtypes[3] = { NS_DTYPE_F32, NS_DTYPE_BF16, NS_DTYPE_F16 };
-const NsDType ops_all_weight_dtypes[5] = { NS_DTYPE_F32, NS_DTYPE_BF16, NS_DTYPE_F16,
-                                           NS_DTYPE_I8, NS_DTYPE_F8_E4M3 };
+const NsDType ops_all_weight_dtypes[6] = { NS_DTYPE_F32, NS_DTYPE_BF16, NS_DTYPE_F16,
+                                           NS_DTYPE_I8, NS_DTYPE_F8_E4M3, NS_DTYPE_Q4 };
 
 static NsBackend *cuda_backend;
 
@@ -36,7 +36,13 @@ ops_cuda (void)
 static gboolean
 is_quantized (NsDType dtype)
 {
-  return dtype == NS_DTYPE_I8 || dtype == NS_DTYPE_F8_E4M3;
+  return dtype == NS_DTYPE_I8 || dtype == NS_DTYPE_F8_E4M3 || dtype == NS_DTYPE_Q4;
+}
+
+NsDType
+ops_stored_dtype (NsDType dtype, int cols)
+{
+  return dtype == NS_DTYPE_Q4 && ns_q4_keeps_int8 ("test.weight", cols) ? NS_DTYPE_I8 : dtype;
 }
 
 float *
@@ -100,6 +106,18 @@ ops_matrix_values (guint32 seed, NsDType dtype, int rows, int cols, float scale)
   g_autofree float *f = g_new (float, MAX (n, 1));
   for (size_t i = 0; i < n; i++)
     f[i] = (float) exact[i];
+  dtype = ops_stored_dtype (dtype, cols);
+  if (dtype == NS_DTYPE_Q4)
+    {
+      /* the double-precision dequantisation of the reference quantizer */
+      g_autofree uint8_t *q4 = g_malloc (MAX (n / 2, 1));
+      g_autofree uint16_t *s4 = g_new (uint16_t, MAX (n / NS_Q4_GROUP, 1));
+      ns_quantize_q4_rows (f, NS_DTYPE_F32, rows, cols, q4, s4);
+      double *v = g_new (double, MAX (n, 1));
+      for (size_t i = 0; i < n; i++)
+        v[i] = ns_q4_value (q4, s4, cols, i / cols, i % cols);
+      return v;
+    }
   g_autofree uint8_t *q = g_malloc (MAX (n, 1));
   g_autofree float *s = g_new (float, rows);
   ns_quantize_rows (f, NS_DTYPE_F32, rows, cols, dtype, q, s);
@@ -133,12 +151,14 @@ ops_weight_new (NsBackend *b, guint32 seed, NsDType dtype, int rows, int cols, f
   NsWeightFormat format = b->weight_format;
   int64_t min_elements = b->quant_min_elements;
   if (is_quantized (dtype))
-    ns_backend_set_weight_format (b, dtype == NS_DTYPE_I8 ? NS_WEIGHTS_INT8 : NS_WEIGHTS_FP8, 0);
+    ns_backend_set_weight_format (b, dtype == NS_DTYPE_I8 ? NS_WEIGHTS_INT8
+                                     : dtype == NS_DTYPE_Q4 ? NS_WEIGHTS_Q4 : NS_WEIGHTS_FP8, 0);
   GError *error = NULL;
   g_assert_true (b->ops->upload (b, &view, &w->mat, &error));
   g_assert_no_error (error);
   ns_backend_set_weight_format (b, format, min_elements);
-  g_assert_cmpint (w->mat.dtype, ==, dtype);
+  /* q4 keeps int8 for rows that are not whole blocks (cpu/quant.h) */
+  g_assert_cmpint (w->mat.dtype, ==, ops_stored_dtype (dtype, cols));
   return w;
 }
 

@@ -20,8 +20,12 @@ G_BEGIN_DECLS
 extern const int ops_thread_counts[2];
 
 extern const NsDType ops_weight_dtypes[3];
-/* The stored dtypes and the two weight-only quantized ones (linear). */
-extern const NsDType ops_all_weight_dtypes[5];
+/* The stored dtypes and the weight-only quantized ones (linear): I8,
+ * F8_E4M3 and Q4 (which stores rows that are not whole q4 blocks as I8,
+ * the rule of cpu/quant.h). */
+extern const NsDType ops_all_weight_dtypes[6];
+/* The dtype a weight of `dtype` with `cols` columns is uploaded in. */
+NsDType ops_stored_dtype (NsDType dtype, int cols);
 
 /* The CUDA backend for this process (made once), or NULL without a device. */
 NsBackend *ops_cuda (void);
@@ -44,8 +48,9 @@ OpsWeight *ops_weight_new (NsBackend *b, guint32 seed, NsDType dtype, int rows, 
 void       ops_weight_free (OpsWeight *w);
 /* The `exact` values such a weight has, without a backend (g_free). */
 double    *ops_weight_values (guint32 seed, NsDType dtype, size_t n, float scale);
-/* Same for a rows × cols matrix, I8/F8_E4M3 included (quantized per row
- * from F32 values by the cpu/quant.h rule both backends follow). */
+/* Same for a rows × cols matrix, I8/F8_E4M3/Q4 included (quantized per row
+ * or group from F32 values by the cpu/quant.h rule both backends follow,
+ * dequantised in double). */
 double    *ops_matrix_values (guint32 seed, NsDType dtype, int rows, int cols, float scale);
 /* An uploaded weight's NsMat, or NULL for NULL (optional weights). */
 const NsMat *ops_mat (const OpsWeight *w);

@@ -4,6 +4,7 @@
  * gives. Needs no GPU, so index bugs cost no device time. */
 #include <glib.h>
 #include "grid-index.h"
+#include "q4-layout.h"
 
 /* Marks element i seen; it must be in range and new. */
 static void
@@ -235,6 +236,54 @@ test_noise_grid (void)
     }
 }
 
+/* linear-q4.cu's GEMV: the lanes of every split, walking 16-byte loads as
+ * the kernel does (stride 32 lanes × Q4_UNROLL loads), read every element
+ * of a row exactly once; the byte and the scale group the kernel uses for
+ * each nibble are those of q4-layout.h for that element. */
+static void
+test_gemv_q4_grid (void)
+{
+  const int ks[] = { 64, 192, 1536, 5120, 13824 };
+  const int outs[] = { 64, 1024, 5120 };
+  for (guint a = 0; a < G_N_ELEMENTS (ks); a++)
+    for (guint c = 0; c < G_N_ELEMENTS (outs); c++)
+      {
+        int k = ks[a], splits = ns_ix_gemv_splits (outs[c], k, NS_Q4_VEC, 132, 4);
+        g_autofree int *seen = g_new0 (int, k);
+        for (int s = 0; s < splits; s++)
+          {
+            int k0, k1;
+            ns_ix_split_range (k, splits, NS_Q4_VEC, s, &k0, &k1);
+            for (int lane = 0; lane < 32; lane++)
+              for (int i = k0 + lane * NS_Q4_VEC; i < k1; i += 32 * NS_Q4_VEC * 2)
+                for (int u = 0; u < 2; u++)
+                  {
+                    int at = i + u * 32 * NS_Q4_VEC;
+                    if (at >= k1)
+                      break;
+                    size_t vec = (size_t) at / NS_Q4_VEC;
+                    for (int kk = 0; kk < 8; kk++)
+                      for (int t = 0; t < 4; t++)
+                        {
+                          size_t e = ns_q4_vec_element (vec, t, kk);
+                          g_assert_cmpuint (e, <, (size_t) k);
+                          g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + kk / 2);
+                          g_assert_cmpint (ns_q4_shift (e), ==, 4 * (kk % 2));
+                          /* the kernel's scale: nibble 4·(kk / 4)'s group */
+                          size_t g = ns_q4_vec_element (vec, 0, NS_Q4_GROUP >= NS_Q4_BLOCK ? 0 : 4 * (kk / 4));
+                          g_assert_cmpuint (g / NS_Q4_GROUP, ==, e / NS_Q4_GROUP);
+                          seen[e]++;
+                        }
+                  }
+          }
+        for (int e = 0; e < k; e++)
+          g_assert_cmpint (seen[e], ==, 1);
+      }
+  /* the k/v projections (1024 rows) split (at most k / (2 · 32 · 32) ways: two
+   * 16-byte loads per lane and split) */
+  g_assert_cmpint (ns_ix_gemv_splits (1024, 5120, NS_Q4_VEC, 132, 4), ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -247,6 +296,7 @@ main (int argc, char **argv)
   g_test_add_func ("/grid-index/attention-splits", test_attention_splits);
   g_test_add_func ("/grid-index/gemv-split-range", test_gemv_split_range);
   g_test_add_func ("/grid-index/gemv-grid", test_gemv_grid);
+  g_test_add_func ("/grid-index/gemv-q4-grid", test_gemv_q4_grid);
   g_test_add_func ("/grid-index/groupnorm-slices", test_groupnorm_slices);
   g_test_add_func ("/grid-index/noise", test_noise_grid);
   return g_test_run ();

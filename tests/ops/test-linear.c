@@ -23,7 +23,8 @@ weight_scale (const LinearCase *lc)
 static NsDType
 bias_dtype (const LinearCase *lc)
 {
-  return lc->dtype == NS_DTYPE_I8 || lc->dtype == NS_DTYPE_F8_E4M3 ? NS_DTYPE_F32 : lc->dtype;
+  return lc->dtype == NS_DTYPE_I8 || lc->dtype == NS_DTYPE_F8_E4M3 || lc->dtype == NS_DTYPE_Q4
+           ? NS_DTYPE_F32 : lc->dtype;
 }
 
 /* ref[r, o] = y0[r, o] + bias[o] + Σ_i x[r, i] · W[o, i] */
@@ -115,7 +116,7 @@ test_linear_decode (void)
 {
   g_autoptr (GRand) rng = g_rand_new_with_seed (11);
   const int shapes[][2] = { { 1, 1 }, { 37, 5 }, { 256, 64 }, { 1029, 19 }, { 517, 97 } };
-  for (int d = 0; d < 5; d++)
+  for (int d = 0; d < (int) G_N_ELEMENTS (ops_all_weight_dtypes); d++)
     for (int s = 0; s < (int) G_N_ELEMENTS (shapes); s++)
       for (int rows = 1; rows <= 8; rows++)
         check_linear (rng, ops_all_weight_dtypes[d], rows, shapes[s][0], shapes[s][1],
@@ -132,6 +133,28 @@ test_linear_gemv_splits (void)
                                  { 8, 1024, 64, TRUE, TRUE }, { 13, 256, 70, TRUE, FALSE },
                                  { 32, 96, 33, FALSE, TRUE } };
   check_shapes (13, shapes, G_N_ELEMENTS (shapes));
+}
+
+/* q4 shapes: whole 64-element blocks (1, 2 and many per row, so the
+ * GEMV's cache-line loop, its unit tail and several threads all run),
+ * every decode row count, prefill; plus widths that are not whole blocks
+ * (32, 96, 200), which q4 stores as int8 (the rule ops_stored_dtype
+ * checks at upload). */
+static void
+test_linear_q4 (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (15);
+  const int shapes[][2] = { { 64, 5 }, { 128, 19 }, { 192, 8 }, { 1344, 33 }, { 4096, 40 },
+                            { 32, 7 }, { 96, 9 }, { 200, 3 } };
+  for (int s = 0; s < (int) G_N_ELEMENTS (shapes); s++)
+    {
+      for (int rows = 1; rows <= 8; rows++)
+        check_linear (rng, NS_DTYPE_Q4, rows, shapes[s][0], shapes[s][1], rows % 2 == 0,
+                      rows % 3 == 1);
+      check_linear (rng, NS_DTYPE_Q4, 21, shapes[s][0], shapes[s][1], TRUE, FALSE);
+    }
+  g_assert_cmpint (ops_stored_dtype (NS_DTYPE_Q4, 64), ==, NS_DTYPE_Q4);
+  g_assert_cmpint (ops_stored_dtype (NS_DTYPE_Q4, 96), ==, NS_DTYPE_I8);
 }
 
 /* rows = 0 writes nothing (issue 16: CUDA fell to the 8-row kernel). */
@@ -179,7 +202,7 @@ static void
 test_linear_prefill_precision (void)
 {
   g_autoptr (GRand) rng = g_rand_new_with_seed (14);
-  for (int d = 0; d < 5; d++)
+  for (int d = 0; d < (int) G_N_ELEMENTS (ops_all_weight_dtypes); d++)
     {
       check_linear_scaled (rng, ops_all_weight_dtypes[d], 40, 256, 48, TRUE, FALSE, 1e5f);
       check_linear_scaled (rng, ops_all_weight_dtypes[d], 33, 1024, 20, FALSE, TRUE, 3.0f);
@@ -233,6 +256,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/linear/decode", test_linear_decode);
   g_test_add_func ("/ops/linear/gemv-splits", test_linear_gemv_splits);
   g_test_add_func ("/ops/linear/no-rows", test_linear_no_rows);
+  g_test_add_func ("/ops/linear/q4", test_linear_q4);
   g_test_add_func ("/ops/linear/prefill", test_linear_prefill);
   g_test_add_func ("/ops/linear/prefill-precision", test_linear_prefill_precision);
   g_test_add_func ("/ops/embedding", test_embedding);

@@ -12,6 +12,7 @@
 #include "golden-run.h"
 #include "backend.h"
 #include "cpu/quant.h"
+#include "model/model-iface.h"
 #include "files/config.h"
 #include "files/safetensors.h"
 #include "files/torch-checkpoint.h"
@@ -25,6 +26,12 @@
 #define INT8_RMS_BOUND 0.12
 #define FP8_MAX_BOUND 0.35
 #define FP8_RMS_BOUND 0.30
+/* q4 (group 32, the sensitive tensors int8): worst measured max 0.509 / RMS
+ * 0.336 (t2i-ghgrid-64); the same ~1.5× headroom. The tiny random models
+ * amplify weight error far more than trained ones would (docs/benchmarks.md,
+ * "4-bit weights"); quantizing every matrix to q4 measured RMS 0.44 there. */
+#define Q4_MAX_BOUND 0.75
+#define Q4_RMS_BOUND 0.50
 
 /* ---- fp8 encoder ---------------------------------------------------------- */
 
@@ -189,6 +196,159 @@ test_gemv_every_code (void)
       }
 }
 
+/* ---- q4 ------------------------------------------------------------------- */
+
+/* The packing of q4-layout.h: nibble k of word t of a block is element
+ * 8k + t, and a 16-byte load `vec` holds elements 8k + 4·(vec % 2) + t. */
+static void
+test_q4_layout (void)
+{
+  uint8_t row[64] = { 0 };
+  for (int i = 0; i < 128; i++)
+    ns_q4_put (row, i, (i * 5 + 3) % 16 - 8);
+  for (int i = 0; i < 128; i++)
+    {
+      g_assert_cmpint (ns_q4_code (row, i), ==, (i * 5 + 3) % 16 - 8);
+      int block = i / 64, t = i % 8, k = i % 64 / 8;
+      uint32_t word;
+      memcpy (&word, row + 32 * block + 4 * t, 4);
+      g_assert_cmpint ((int32_t) (word << (28 - 4 * k)) >> 28, ==, ns_q4_code (row, i));
+    }
+  /* the 16-byte loads cover every element of the row once */
+  int seen[128] = { 0 };
+  for (int vec = 0; vec < 4; vec++)
+    for (int t = 0; t < 4; t++)
+      for (int k = 0; k < 8; k++)
+        {
+          size_t e = ns_q4_vec_element (vec, t, k);
+          g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + k / 2);
+          seen[e]++;
+        }
+  for (int i = 0; i < 128; i++)
+    g_assert_cmpint (seen[i], ==, 1);
+  g_assert_true (ns_q4_cols_ok (64) && ns_q4_cols_ok (5120) && ns_q4_cols_ok (13824));
+  g_assert_false (ns_q4_cols_ok (32) || ns_q4_cols_ok (96) || ns_q4_cols_ok (0));
+}
+
+/* The quantizer: the largest magnitude of a group is code −8 exactly, the
+ * scale is its f16, every other value within half a step (those clamped
+ * to +7 within one), an all-zero group gives scale 0 and codes 0; the rule keeps
+ * the sensitive tensors and partial blocks int8. */
+static void
+test_q4_quantizer (void)
+{
+  int rows = 3, cols = 128;
+  g_autofree float *w = g_new (float, rows * cols);
+  for (int i = 0; i < rows * cols; i++)
+    w[i] = uniform () * (i % 11 == 0 ? 4.0f : 1.0f);
+  for (int i = 0; i < 32; i++)
+    w[cols + 32 + i] = 0.0f;              /* row 1, group 1: zero */
+  for (int i = 0; i < 32; i++)
+    w[2 * cols + i] = 0.1f * uniform ();
+  w[2 * cols] = 2.0f;                       /* row 2, group 0: +2 and −2 tie */
+  w[2 * cols + 5] = -2.0f;
+  g_autofree uint8_t *q = g_malloc (rows * cols / 2);
+  g_autofree uint16_t *s = g_new (uint16_t, rows * cols / NS_Q4_GROUP);
+  ns_quantize_q4_rows (w, NS_DTYPE_F32, rows, cols, q, s);
+  for (int r = 0; r < rows; r++)
+    for (int g = 0; g < cols / NS_Q4_GROUP; g++)
+      {
+        const float *v = w + r * cols + g * NS_Q4_GROUP;
+        float m = 0;
+        for (int j = 0; j < NS_Q4_GROUP; j++)
+          if (fabsf (v[j]) > fabsf (m) || (fabsf (v[j]) == fabsf (m) && v[j] > m))
+            m = v[j];
+        float sc = ns_f16_to_f32 (s[r * (cols / NS_Q4_GROUP) + g]);
+        g_assert_cmpfloat (sc, ==, ns_f16_to_f32 (ns_f32_to_f16 (-m / 8)));
+        for (int j = 0; j < NS_Q4_GROUP; j++)
+          {
+            double d = ns_q4_value (q, s, cols, r, g * NS_Q4_GROUP + j);
+            if (v[j] == m)
+              g_assert_cmpint (ns_q4_code (q + r * cols / 2, g * NS_Q4_GROUP + j), ==, m ? -8 : 0);
+            /* codes past 7.5 steps (toward −m) clamp to 7: within a step */
+            double steps = sc != 0 ? v[j] / sc : 0;
+            g_assert_cmpfloat (fabs (d - v[j]), <=, (steps > 7.5 ? 1.0 : 0.5) * fabsf (sc) * 1.0001);
+          }
+      }
+  g_assert_cmpfloat (ns_f16_to_f32 (s[1 * 4 + 1]), ==, 0.0f);
+  g_assert_cmpfloat (ns_f16_to_f32 (s[2 * 4]), ==, -0.25f);   /* the +2 of the tie */
+  g_assert_cmpint (ns_q4_code (q + cols, 0), ==, -8);
+  g_assert_cmpint (ns_q4_code (q + cols, 5), ==, 7);          /* −2 clamps to +7 · −0.25 */
+  g_assert_true (ns_q4_keeps_int8 ("embed_tokens.weight", 5120));
+  g_assert_true (ns_q4_keeps_int8 ("image_head.net.res_blocks.3.adaLN_modulation.1.weight", 1536));
+  g_assert_true (ns_q4_keeps_int8 ("image_head.net.final_layer.linear.weight", 1536));
+  g_assert_true (ns_q4_keeps_int8 ("image_out_projector.weight", 5120));
+  g_assert_true (ns_q4_keeps_int8 ("layers.0.mlp.down_proj.weight", 40));
+  g_assert_false (ns_q4_keeps_int8 ("layers.0.mlp.down_proj.weight", 13824));
+  g_assert_false (ns_q4_keeps_int8 ("image_head.net.res_blocks.3.mlp.0.weight", 1536));
+}
+
+/* Every code of every group through upload_quantized (a cache's U8 codes
+ * and F16 scales) and the decode GEMV and embedding, exactly against the
+ * double dequantisation. */
+static void
+check_q4_every_code (int in, int rows)
+{
+  int out = 19;
+  NsBackend *b = ns_backend_cpu_new (2);
+  size_t nq = (size_t) in * out / 2, ns = (size_t) in * out / NS_Q4_GROUP;
+  g_autofree uint8_t *q = g_new (uint8_t, nq);
+  g_autofree uint16_t *scale = g_new (uint16_t, ns);
+  g_autofree float *x = g_new (float, (size_t) rows * in), *y = g_new (float, (size_t) rows * out);
+  for (size_t i = 0; i < nq; i++)
+    q[i] = (uint8_t) ((i * 37 + i / 7) % 256);
+  for (size_t i = 0; i < ns; i++)
+    scale[i] = ns_f32_to_f16 ((i % 3 == 0 ? -1.0f : 1.0f) * (0.01f + i / 64.0f)
+                              * (i % 5 == 0 ? 1e-3f : 1.0f));
+  for (int i = 0; i < rows * in; i++)
+    x[i] = uniform ();
+  NsTensorView qv = { (char *) "q", NS_DTYPE_U8, 2, { out, in / 2 }, q, nq, "test" };
+  NsTensorView sv = { (char *) "q.scale", NS_DTYPE_F16, 2, { out, in / NS_Q4_GROUP }, scale,
+                      ns * 2, "test" };
+  NsMat m;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (b->ops->upload_quantized (b, &qv, &sv, &m, &error));
+  g_assert_cmpint (m.dtype, ==, NS_DTYPE_Q4);
+  g_assert_cmpint (m.cols, ==, in);
+  b->ops->linear (b, y, x, &m, NULL, rows, FALSE);
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++)
+      {
+        double ref = 0, mag = 0;
+        for (int i = 0; i < in; i++)
+          {
+            double v = ns_q4_value (q, scale, in, o, i);
+            ref += v * x[r * in + i];
+            mag += fabs (v * x[r * in + i]);
+          }
+        g_assert_cmpfloat (fabs (y[r * out + o] - ref), <=, 1e-6 * mag + 1e-30);
+      }
+  const int32_t ids[3] = { 18, 0, 7 };
+  g_autofree float *emb = g_new (float, 3 * in);
+  b->ops->embedding (b, emb, &m, ids, 3);
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < in; i++)
+      g_assert_cmpfloat (emb[k * in + i], ==, ns_q4_value (q, scale, in, ids[k], i));
+  b->ops->release (b, &m);
+  /* a scale tensor of the wrong shape is refused */
+  NsTensorView bad = sv;
+  bad.shape[1] = in / NS_Q4_GROUP - 1;
+  bad.n_bytes = (size_t) out * bad.shape[1] * 2;
+  g_autoptr (GError) refused = NULL;
+  g_assert_false (b->ops->upload_quantized (b, &qv, &bad, &m, &refused));
+  g_assert_error (refused, NS_ERROR, NS_ERROR_FORMAT);
+  ns_backend_destroy (b);
+}
+
+static void
+test_q4_every_code (void)
+{
+  const int widths[] = { 64, 128, 320, 2048 };
+  for (guint k = 0; k < G_N_ELEMENTS (widths); k++)
+    for (int rows = 1; rows <= 9; rows++)
+      check_q4_every_code (widths[k], rows);
+}
+
 /* ---- memory planner ------------------------------------------------------- */
 
 static void
@@ -298,6 +458,31 @@ test_plan_real (void)
   g_assert_false (ns_memory_plan_check (&int8, (guint64) 12e9, NS_PLAN_RAM, NS_WEIGHTS_INT8,
                                         &ram_int8));
   g_assert_nonnull (strstr (ram_int8->message, "int8 weights 14.2 GB"));
+  g_assert_nonnull (strstr (ram_int8->message, "try --weights q4 (quantize once with "
+                                               "`nextstep convert --weights q4`)"));
+  /* q4: 13.2 B backbone parameters at 4.5 bits plus the int8 embedding
+   * (0.78 GB) and head parts; a 512² generation fits a 12 GB card */
+  NsMemoryPlan q4;
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_Q4, NS_QUANT_MIN_ELEMENTS, &r, &q4);
+  g_test_message ("14B: q4 weights %.2f GB, total %.2f GB", q4.weights / 1e9, q4.total / 1e9);
+  g_assert_cmpfloat (q4.weights / 1e9, >, 8.0);
+  g_assert_cmpfloat (q4.weights / 1e9, <, 8.8);
+  g_assert_true (ns_memory_plan_check (&q4, (guint64) 12e9, NS_PLAN_GPU, NS_WEIGHTS_Q4, NULL));
+  g_autoptr (GError) gpu_q4 = NULL;
+  g_assert_false (ns_memory_plan_check (&q4, (guint64) 8e9, NS_PLAN_GPU, NS_WEIGHTS_Q4, &gpu_q4));
+  g_assert_nonnull (strstr (gpu_q4->message, "free: try a smaller image or --backend cpu (q4 "
+                                             "weights 8."));
+  g_autoptr (GError) gpu_int8 = NULL;
+  g_assert_false (ns_memory_plan_check (&int8, (guint64) 12e9, NS_PLAN_GPU, NS_WEIGHTS_INT8,
+                                        &gpu_int8));
+  g_assert_nonnull (strstr (gpu_int8->message, "try --weights q4, a smaller image"));
+  /* per tensor: the backbone's q4, the embedding and a partial block int8 */
+  g_assert_cmpuint (ns_plan_tensor_bytes ("layers.0.mlp.up_proj.weight", 2, 13824, 5120,
+                                          NS_WEIGHTS_Q4, 1), ==, 13824ull * 5120 * 9 / 16);
+  g_assert_cmpuint (ns_plan_tensor_bytes ("embed_tokens.weight", 2, 1000, 5120, NS_WEIGHTS_Q4,
+                                          1), ==, 1000ull * 5120 + 4000);
+  g_assert_cmpuint (ns_plan_tensor_bytes ("layers.0.mlp.up_proj.weight", 2, 10, 96,
+                                          NS_WEIGHTS_Q4, 1), ==, 960 + 40);
   ns_model_config_clear (&cfg);
 }
 
@@ -330,6 +515,38 @@ test_cli_cap_refused (void)
   g_autofree char *aut = generate_stderr ("auto", "1000000");
   g_assert_nonnull (strstr (aut, " GB of device memory, 0.0 GB free: try a smaller image or a "
                                  "larger --device-memory-cap ("));
+}
+
+/* auto on a cap between the q4 and the int8 plans of the load (the default
+ * request) loads q4 and says so. */
+static void
+test_cli_auto_q4 (void)
+{
+  NsModelConfig cfg;
+  NsVaeConfig vae;
+  load_golden_configs ("t2i-tiny", &cfg, &vae);
+  NsPlanRequest r = { NS_REQUEST_DEFAULT_SIZE, NS_REQUEST_DEFAULT_SIZE, 1, 2,
+                      NS_PLAN_PROMPT_TOKENS };
+  NsMemoryPlan int8, q4;
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_INT8, 1, &r, &int8);
+  ns_memory_plan (&cfg, &vae, NS_WEIGHTS_Q4, 1, &r, &q4);
+  ns_model_config_clear (&cfg);
+  g_assert_cmpuint (q4.total, <, int8.total);
+  g_autofree char *cap = g_strdup_printf ("%" G_GUINT64_FORMAT, (q4.total + int8.total) / 2);
+  g_autofree char *model = ns_test_golden_path ("t2i-tiny", "model", NULL);
+  g_autofree char *vdir = ns_test_golden_path ("t2i-tiny", "vae", NULL);
+  g_autofree char *err = NULL;
+  int status = 0;
+  const char *argv[] = { g_getenv ("NS_CLI"), "generate", "--model", model, "--vae", vdir,
+                         "--prompt", "a cat", "--backend", "cpu", "--weights", "auto",
+                         "--quant-min-elements", "1", "--device-memory-cap", cap,
+                         "--width", "32", "--height", "32", "--steps", "2", "--threads", "2",
+                         "-o", "/dev/null", NULL };
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                               NULL, NULL, &err, &status, NULL));
+  g_test_message ("%s", err);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  g_assert_nonnull (strstr (err, "Weights: q4 (--weights auto: neither bf16 nor int8 fits in"));
 }
 
 /* ---- convert cache -------------------------------------------------------- */
@@ -398,6 +615,68 @@ test_convert_round_trip (void)
   ns_test_rmtree (dir);
 }
 
+static NsModel *load_model (const char *dir, const char *vae, NsWeightFormat format);
+static float *run_tokens (NsModel *m, const GoldenRun *run, size_t *n);
+
+/* q4: U8 codes and F16 group scales as the quantizer makes them, int8 for
+ * the tensors the rule keeps; loading through the cache gives the tokens of
+ * quantizing at load. */
+static void
+test_convert_q4 (void)
+{
+  g_autofree char *dir = copy_model ();
+  g_autofree char *path = ns_weight_cache_default_path (dir, NS_WEIGHTS_Q4);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (NsTensorStore) store = ns_safetensors_load_dir (dir, &error);
+  g_autofree char *vae = ns_test_golden_path ("t2i-tiny", "vae", NULL);
+  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-nocfg-32");
+  NsModel *m = load_model (dir, vae, NS_WEIGHTS_Q4);
+  size_t n, n1;
+  g_autofree float *at_load = run_tokens (m, run, &n);
+  ns_model_free (m);
+  g_assert_true (ns_weight_cache_write (store, dir, NS_WEIGHTS_Q4, 1, path, NULL, NULL, &error));
+  g_autoptr (NsTensorStore) cache = ns_weight_cache_open (path, dir, NS_WEIGHTS_Q4, 1, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (cache);
+  g_assert_null (ns_weight_cache_open (path, dir, NS_WEIGHTS_INT8, 1, NULL));
+  guint q4 = 0, i8 = 0;
+  for (guint i = 0; i < ns_tensor_store_len (store); i++)
+    {
+      const NsTensorView *t = ns_tensor_store_get (store, i);
+      const NsTensorView *c = ns_tensor_store_find (cache, t->name);
+      g_autofree char *sname = g_strconcat (t->name, NS_WEIGHT_CACHE_SCALE_SUFFIX, NULL);
+      const NsTensorView *cs = ns_tensor_store_find (cache, sname);
+      if (t->n_dims != 2)
+        continue;
+      int rows = t->shape[0], cols = t->shape[1];
+      if (ns_q4_keeps_int8 (t->name, cols))
+        {
+          g_assert_cmpint (c->dtype, ==, NS_DTYPE_I8);
+          i8++;
+          continue;
+        }
+      g_autofree uint8_t *q = g_malloc ((size_t) rows * cols / 2);
+      g_autofree uint16_t *s = g_new (uint16_t, (size_t) rows * cols / NS_Q4_GROUP);
+      ns_quantize_q4_rows (t->data, t->dtype, rows, cols, q, s);
+      g_assert_cmpint (c->dtype, ==, NS_DTYPE_U8);
+      g_assert_cmpint (c->shape[1], ==, cols / 2);
+      g_assert_cmpint (cs->dtype, ==, NS_DTYPE_F16);
+      g_assert_cmpint (cs->shape[1], ==, cols / NS_Q4_GROUP);
+      g_assert_cmpmem (c->data, c->n_bytes, q, (size_t) rows * cols / 2);
+      g_assert_cmpmem (cs->data, cs->n_bytes, s, (size_t) rows * cols / NS_Q4_GROUP * 2);
+      q4++;
+    }
+  g_assert_cmpuint (q4, >, 10);
+  g_assert_cmpuint (i8, >=, 3);    /* embed_tokens, lm_head, adaLN, final layer, out projector */
+  m = load_model (dir, vae, NS_WEIGHTS_Q4);
+  g_autofree float *cached = run_tokens (m, run, &n1);
+  ns_model_free (m);
+  golden_run_free (run);
+  g_assert_cmpmem (cached, n1 * sizeof (float), at_load, n * sizeof (float));
+  g_unlink (path);
+  ns_test_rmtree (dir);
+}
+
 static void
 test_convert_disk_full (void)
 {
@@ -428,8 +707,6 @@ test_convert_disk_full (void)
 
 /* ---- model load through the cache -------------------------------------------- */
 
-static NsModel *load_model (const char *dir, const char *vae, NsWeightFormat format);
-static float *run_tokens (NsModel *m, const GoldenRun *run, size_t *n);
 
 /* Writes the default-place cache of `dir` from `store`, loads the model
  * and returns the tokens of the golden run t2i-nocfg-32. */
@@ -523,15 +800,18 @@ check_case_quality (const char *case_name)
   g_auto (GStrv) runs = golden_run_names (case_name);
   g_autofree char *dir = ns_test_golden_path (case_name, "model", NULL);
   g_autofree char *vae = ns_test_golden_path (case_name, "vae", NULL);
-  const NsWeightFormat formats[] = { NS_WEIGHTS_INT8, NS_WEIGHTS_FP8 };
+  const NsWeightFormat formats[] = { NS_WEIGHTS_INT8, NS_WEIGHTS_FP8, NS_WEIGHTS_Q4 };
+  const double max_bounds[] = { INT8_MAX_BOUND, FP8_MAX_BOUND, Q4_MAX_BOUND };
+  const double rms_bounds[] = { INT8_RMS_BOUND, FP8_RMS_BOUND, Q4_RMS_BOUND };
   NsModel *ref_model = load_model (dir, vae, NS_WEIGHTS_BF16);
-  NsModel *q_models[2] = { load_model (dir, vae, formats[0]), load_model (dir, vae, formats[1]) };
+  NsModel *q_models[3] = { load_model (dir, vae, formats[0]), load_model (dir, vae, formats[1]),
+                           load_model (dir, vae, formats[2]) };
   for (guint i = 0; runs[i]; i++)
     {
       GoldenRun *run = golden_run_load (case_name, runs[i]);
       size_t n;
       g_autofree float *ref = run_tokens (ref_model, run, &n);
-      for (int f = 0; f < 2; f++)
+      for (int f = 0; f < 3; f++)
         {
           size_t nq;
           g_autofree float *q = run_tokens (q_models[f], run, &nq);
@@ -548,15 +828,15 @@ check_case_quality (const char *case_name)
           double max_rel = max_diff / max_ref, rms_rel = sqrt (ss_diff / ss_ref);
           g_test_message ("quality %s %s %s: max rel %.4f, RMS rel %.4f", case_name, runs[i],
                           ns_weight_format_name (formats[f]), max_rel, rms_rel);
-          g_assert_cmpfloat (max_rel, <=, (f == 0 ? INT8_MAX_BOUND : FP8_MAX_BOUND));
-          g_assert_cmpfloat (rms_rel, <=, (f == 0 ? INT8_RMS_BOUND : FP8_RMS_BOUND));
+          g_assert_cmpfloat (max_rel, <=, max_bounds[f]);
+          g_assert_cmpfloat (rms_rel, <=, rms_bounds[f]);
           g_assert_cmpfloat (rms_rel, >, 0);    /* the weights really were quantized */
         }
       golden_run_free (run);
     }
   ns_model_free (ref_model);
-  ns_model_free (q_models[0]);
-  ns_model_free (q_models[1]);
+  for (int f = 0; f < 3; f++)
+    ns_model_free (q_models[f]);
 }
 
 static void
@@ -582,11 +862,16 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/fp8/known-values", test_fp8_known_values);
   g_test_add_func ("/quant/cpu/linear-embedding", test_linear_quantized);
   g_test_add_func ("/quant/cpu/gemv-every-code", test_gemv_every_code);
+  g_test_add_func ("/quant/q4/layout", test_q4_layout);
+  g_test_add_func ("/quant/q4/quantizer", test_q4_quantizer);
+  g_test_add_func ("/quant/q4/every-code", test_q4_every_code);
   g_test_add_func ("/quant/plan/golden", test_plan_golden);
   g_test_add_func ("/quant/plan/real-shapes", test_plan_real);
   g_test_add_func ("/quant/plan/cli-cap", test_cli_cap_refused);
+  g_test_add_func ("/quant/plan/cli-auto-q4", test_cli_auto_q4);
   g_test_add_func ("/quant/convert/round-trip", test_convert_round_trip);
   g_test_add_func ("/quant/convert/disk-full", test_convert_disk_full);
+  g_test_add_func ("/quant/convert/q4", test_convert_q4);
   g_test_add_func ("/quant/convert/used-by-load", test_convert_used_by_load);
   g_test_add_func ("/quant/quality/t2i", test_quality_t2i);
   g_test_add_func ("/quant/quality/edit", test_quality_edit);
