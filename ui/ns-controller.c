@@ -114,7 +114,12 @@ job_set_request (Job *job, const NsRequest *request)
 
 /* Called with `lock` held. An idle source, not g_main_context_invoke: that
  * one runs the function right here, on the worker, whenever the context
- * happens to be free. */
+ * happens to be free. At the priority of GTask's completion source, so that
+ * sources of one priority dispatch in the order they were attached: the last
+ * token and preview of a run reach the dialog before the run's result, even
+ * when the main thread gets no time until the run has ended (a loaded
+ * machine, a fast server). Each kind is posted at most once at a time, so
+ * this cannot starve redraws. */
 static void
 post_locked (NsController *self, gboolean *posted, GSourceFunc dispatch)
 {
@@ -122,7 +127,7 @@ post_locked (NsController *self, gboolean *posted, GSourceFunc dispatch)
     return;
   *posted = TRUE;
   GSource *source = g_idle_source_new ();
-  g_source_set_priority (source, G_PRIORITY_DEFAULT_IDLE);
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_set_callback (source, dispatch, g_object_ref (self), g_object_unref);
   g_source_attach (source, self->context);
   g_source_unref (source);

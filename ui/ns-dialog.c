@@ -40,6 +40,7 @@ static const Choice weight_choices[] = {
   { NS_WEIGHTS_BF16, N_("bf16 (best quality)") },
   { NS_WEIGHTS_INT8, N_("int8 (half the memory)") },
   { NS_WEIGHTS_FP8, N_("fp8 (half the memory, recent GPUs)") },
+  { NS_WEIGHTS_Q4, N_("4-bit (a quarter of the memory, lower quality)") },
 };
 static const Choice backend_choices[] = {
   { NS_BACKEND_AUTO, N_("Automatic") },

@@ -62,7 +62,7 @@ static const NsSettingSpec specs[] = {
   { "api-key", NS_SETTING_STRING, G | E | AUX, N_("API key"),
     N_("The server's key (else $NEXTSTEP_API_KEY)"), 0, 0, 0, "" },
   { "precision", NS_SETTING_STRING, G | E | AUX | REC, N_("Precision"),
-    N_("Weight format: \"auto\", \"bf16\", \"int8\" or \"fp8\""), 0, 0, 0, "auto" },
+    N_("Weight format: \"auto\", \"bf16\", \"int8\", \"fp8\" or \"q4\""), 0, 0, 0, "auto" },
   { "reuse-seed", NS_SETTING_BOOLEAN, G | E | AUX, N_("Reuse last seed"),
     N_("The dialog's seed choice \"Reuse last\": each run takes the seed of the one before"),
     0, 1, 0, NULL },
@@ -70,7 +70,7 @@ static const NsSettingSpec specs[] = {
 
 const char *const ns_settings_samplers[] = { "", "hf-sde", "gh-grid", "ode", NULL };
 const char *const ns_settings_backends[] = { "auto", "cpu", "cuda", "remote", NULL };
-const char *const ns_settings_precisions[] = { "auto", "bf16", "int8", "fp8", NULL };
+const char *const ns_settings_precisions[] = { "auto", "bf16", "int8", "fp8", "q4", NULL };
 
 const NsSettingSpec *
 ns_settings_specs (guint *n_specs)

@@ -53,7 +53,7 @@ const NsSettingSpec *ns_settings_specs (guint *n_specs);
 /* The string arguments that take only some values. */
 extern const char *const ns_settings_samplers[];     /* "", "hf-sde", "gh-grid", "ode" */
 extern const char *const ns_settings_backends[];     /* "auto", "cpu", "cuda", "remote" */
-extern const char *const ns_settings_precisions[];   /* "auto", "bf16", "int8", "fp8" */
+extern const char *const ns_settings_precisions[];   /* "auto", "bf16", "int8", "fp8", "q4" */
 
 /* Draft runs (the "draft" argument): this many steps, and new images at half
  * the width and height. */

@@ -109,23 +109,31 @@ def check_fails(proc, want_status, want_words, **props):
 
 
 def check_settings_properties(procs):
-    """The procedures' config properties (arguments and auxiliary arguments)
-    are exactly NsSettings's properties, which the plug-in copies to and from
-    the config by name (ui/ns-settings.h); test-ui-settings --list prints them."""
+    """The procedures' arguments, as another process sees them through the
+    PDB, are exactly NsSettings's non-auxiliary properties, which the plug-in
+    copies to and from its config by name (ui/ns-settings.h);
+    test-ui-settings --list prints each with "pdb" or "aux". Auxiliary
+    arguments live only in the plug-in's own config (GIMP does not send them
+    over the wire), so here they must be absent; tests/ui/test-settings.c
+    checks that every property has its argument."""
     lister = os.environ.get('NS_SETTINGS_LIST')
     if not lister:
         print('NS_SETTINGS_LIST not set: config properties not compared')
         return
-    settings = set(subprocess.run([lister, '--list'], capture_output=True, text=True,
-                                  check=True).stdout.split())
+    listed = subprocess.run([lister, '--list'], capture_output=True, text=True,
+                            check=True).stdout.split('\n')
+    kinds = dict(line.split() for line in listed if line.strip())
+    check(set(kinds.values()) == {'pdb', 'aux'}, f'unexpected --list output: {listed}')
+    settings = {name for name, kind in kinds.items() if kind == 'pdb'}
     config = set()
     for proc in procs:
         names = {p.name for p in proc.create_config().list_properties()}
         config |= names - {'procedure', 'run-mode', 'image', 'drawables'}
-    check(config == settings, f'config properties and NsSettings differ:\n'
-          f'  only in the config  {sorted(config - settings)}\n'
+    check(config == settings, f'PDB arguments and NsSettings differ:\n'
+          f'  only in the PDB      {sorted(config - settings)}\n'
           f'  only in NsSettings {sorted(settings - config)}')
-    print(f'config properties = NsSettings properties ({len(settings)})')
+    print(f'PDB arguments = NsSettings non-auxiliary properties ({len(settings)}); '
+          f'{len(kinds) - len(settings)} auxiliary')
 
 
 generate = check_signature('plug-in-nextstep-generate', GENERATE_ARGS,

@@ -357,14 +357,16 @@ test_same_messages (gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  /* --list: the property names, one a line, for tests/gimp/check-pdb.py. */
+  /* --list: the arguments, one a line, for tests/gimp/check-pdb.py: the
+   * name, then "aux" for an auxiliary argument (remembered with the last
+   * values but in no PDB call, so a script in another process cannot see it)
+   * or "pdb". */
   if (argc == 2 && strcmp (argv[1], "--list") == 0)
     {
-      g_autoptr (GTypeClass) klass = g_type_class_ref (NS_TYPE_SETTINGS);
       guint n;
-      g_autofree GParamSpec **props = g_object_class_list_properties (G_OBJECT_CLASS (klass), &n);
+      const NsSettingSpec *specs = ns_settings_specs (&n);
       for (guint i = 0; i < n; i++)
-        printf ("%s\n", props[i]->name);
+        printf ("%s %s\n", specs[i].name, specs[i].flags & NS_SETTING_AUX ? "aux" : "pdb");
       return 0;
     }
   g_test_init (&argc, &argv, NULL);
