@@ -91,16 +91,16 @@ static void
 config_set (GObject *object, guint id, const GValue *value, GParamSpec *pspec)
 {
   (void) pspec;
-  GValue *values = g_object_get_data (object, "values");
-  g_value_copy (value, &values[id - 1]);
+  GArray *values = g_object_get_data (object, "values");
+  g_value_copy (value, &g_array_index (values, GValue, id - 1));
 }
 
 static void
 config_get (GObject *object, guint id, GValue *value, GParamSpec *pspec)
 {
   (void) pspec;
-  GValue *values = g_object_get_data (object, "values");
-  g_value_copy (&values[id - 1], value);
+  GArray *values = g_object_get_data (object, "values");
+  g_value_copy (&g_array_index (values, GValue, id - 1), value);
 }
 
 static void
@@ -148,13 +148,17 @@ config_new (NsMode mode)
   GObject *config = g_object_new (config_types[mode], NULL);
   guint n;
   g_autofree GParamSpec **props = g_object_class_list_properties (G_OBJECT_GET_CLASS (config), &n);
-  GValue *values = g_new0 (GValue, n);
+  /* Unset with the config, strings and all. */
+  GArray *values = g_array_sized_new (FALSE, TRUE, sizeof (GValue), n);
+  g_array_set_size (values, n);
+  g_array_set_clear_func (values, (GDestroyNotify) g_value_unset);
   for (guint i = 0; i < n; i++)
     {
-      g_value_init (&values[props[i]->param_id - 1], props[i]->value_type);
-      g_param_value_set_default (props[i], &values[props[i]->param_id - 1]);
+      GValue *value = &g_array_index (values, GValue, props[i]->param_id - 1);
+      g_value_init (value, props[i]->value_type);
+      g_param_value_set_default (props[i], value);
     }
-  g_object_set_data_full (config, "values", values, g_free);
+  g_object_set_data_full (config, "values", values, (GDestroyNotify) g_array_unref);
   return config;
 }
 
