@@ -173,9 +173,6 @@ typedef struct {
   void (*linear) (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                   int rows, gboolean accumulate);
 
-  /* y = x · rsqrt(mean(x²) + eps) · weight over rows of `dim` (HF order). */
-  void (*rmsnorm) (NsBackend *b, float *y, const float *x, const NsMat *weight,
-                   int rows, int dim, float eps);
   /* ---- fused linears: each gives exactly what the op sequence it names
    * gives on the CPU, in one GEMV launch on CUDA (docs/architecture.md, "The
    * per-token loop"). All weights of one call have the same cols. -------- */
@@ -196,6 +193,9 @@ typedef struct {
   void (*linear_gated_add) (NsBackend *b, float *x, const float *gate, const float *m,
                             const NsMat *w, const NsMat *bias, int rows, int gate_stride);
 
+  /* y = x · rsqrt(mean(x²) + eps) · weight over rows of `dim` (HF order). */
+  void (*rmsnorm) (NsBackend *b, float *y, const float *x, const NsMat *weight,
+                   int rows, int dim, float eps);
   /* y = (x - mean) · rsqrt(var + eps) (· weight + bias when given). */
   void (*layernorm) (NsBackend *b, float *y, const float *x, const NsMat *weight,
                      const NsMat *bias, int rows, int dim, float eps);
