@@ -17,8 +17,9 @@ typedef struct {
 } Step;
 
 static void
-step_run (NsBackend *b, const Step *s)
+step_run (NsBackend *b, gconstpointer data)
 {
+  const Step *s = data;
   b->ops->add_indexed_row (b, s->y, s->y, s->table, s->rows_of, s->token, s->rows, s->dim);
   b->ops->linear (b, s->z, s->y, &s->w->mat, NULL, s->rows, FALSE);
   b->ops->counter_add (b, s->token, 1, 1);
@@ -51,6 +52,27 @@ step_free (NsBackend *b, Step *s)
   ops_weight_free (s->w);
 }
 
+/* Reserves `rows`, captures run (g) on the GPU, then replays the graph
+ * `times` times while the CPU runs run (c) as often; free the graph. */
+static NsGraph *
+capture_and_replay (NsBackend *gpu, NsBackend *cpu, int rows,
+                    void (*run) (NsBackend *b, gconstpointer data), gconstpointer g,
+                    gconstpointer c, int times)
+{
+  GError *error = NULL;
+  g_assert_true (gpu->ops->reserve (gpu, rows, &error));
+  g_assert_true (gpu->ops->graph_begin (gpu, &error));
+  run (gpu, g);
+  NsGraph *graph = gpu->ops->graph_end (gpu, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < times; i++)
+    {
+      gpu->ops->graph_launch (gpu, graph);
+      run (cpu, c);
+    }
+  return graph;
+}
+
 /* Three replays of a captured step equal three CPU steps; the token
  * counter moved by three. rows 2 takes the GEMV, 40 cuBLAS. */
 static void
@@ -59,18 +81,8 @@ test_graph_replay (void)
   NsBackend *gpu = ops_cuda (), *cpu = ns_backend_cpu_new (1);
   for (int rows = 2; rows <= 40; rows += 38)
     {
-      GError *error = NULL;
-      g_assert_true (gpu->ops->reserve (gpu, rows, &error));
       Step g = step_new (gpu, rows, 256, 96), c = step_new (cpu, rows, 256, 96);
-      g_assert_true (gpu->ops->graph_begin (gpu, &error));
-      step_run (gpu, &g);
-      NsGraph *graph = gpu->ops->graph_end (gpu, &error);
-      g_assert_no_error (error);
-      for (int i = 0; i < 3; i++)
-        {
-          gpu->ops->graph_launch (gpu, graph);
-          step_run (cpu, &c);
-        }
+      NsGraph *graph = capture_and_replay (gpu, cpu, rows, step_run, &g, &c, 3);
       size_t n = (size_t) rows * c.outs;
       g_autofree float *zg = ops_download (gpu, g.z, n), *zc = ops_download (cpu, c.z, n);
       g_autofree float *tg = ops_download (gpu, (float *) g.token, 1);
@@ -96,8 +108,9 @@ typedef struct {
 } Fused;
 
 static void
-fused_run (NsBackend *b, const Fused *f)
+fused_run (NsBackend *b, gconstpointer data)
 {
+  const Fused *f = data;
   const int d = FUSED_DIM;
   const NsLinearOut o[] = { { f->yq, &f->q->mat, NULL }, { f->yk, &f->k->mat, NULL } };
   const NsNormModulate nm = { NULL, NULL, 1e-6f, f->mod, f->mod + d, 3 * d };
@@ -147,18 +160,8 @@ static void
 test_graph_fused (void)
 {
   NsBackend *gpu = ops_cuda (), *cpu = ns_backend_cpu_new (1);
-  GError *error = NULL;
-  g_assert_true (gpu->ops->reserve (gpu, FUSED_ROWS, &error));
   Fused g = fused_new (gpu), c = fused_new (cpu);
-  g_assert_true (gpu->ops->graph_begin (gpu, &error));
-  fused_run (gpu, &g);
-  NsGraph *graph = gpu->ops->graph_end (gpu, &error);
-  g_assert_no_error (error);
-  for (int i = 0; i < 2; i++)
-    {
-      gpu->ops->graph_launch (gpu, graph);
-      fused_run (cpu, &c);
-    }
+  NsGraph *graph = capture_and_replay (gpu, cpu, FUSED_ROWS, fused_run, &g, &c, 2);
   const struct { const char *name; float *gb, *cb; size_t n; } outs[] = {
     { "q", g.yq, c.yq, FUSED_ROWS * FUSED_DIM }, { "k", g.yk, c.yk, FUSED_ROWS * FUSED_DIM / 4 },
     { "swiglu", g.s, c.s, FUSED_ROWS * 2 * FUSED_DIM },

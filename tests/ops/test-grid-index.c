@@ -22,6 +22,62 @@ assert_all_seen (const guint8 *seen, size_t n)
     g_assert_cmpuint (seen[i], ==, 1);
 }
 
+/* Calls fn (at) for each 16-byte load of `vec` elements that the lanes of
+ * every split make, walking k as the GEMV kernels do (lane · vec, stride
+ * 32 lanes × 2 loads in flight). */
+static void
+each_load (int k, int splits, int vec, void (*fn) (int at, gpointer data), gpointer data)
+{
+  for (int s = 0; s < splits; s++)
+    {
+      int k0, k1;
+      ns_ix_split_range (k, splits, vec, s, &k0, &k1);
+      for (int lane = 0; lane < 32; lane++)
+        for (int i = k0 + lane * vec; i < k1; i += 32 * vec * 2)
+          for (int u = 0; u < 2 && i + u * 32 * vec < k1; u++)
+            fn (i + u * 32 * vec, data);
+    }
+}
+
+typedef struct {
+  int k;
+  int *seen;
+  int vec;
+} LaneWalk;
+
+/* The q4 load at `at`: each nibble's element, byte and scale group are
+ * those of q4-layout.h. */
+static void
+q4_load (int at, gpointer data)
+{
+  LaneWalk *walk = data;
+  size_t vec = (size_t) at / NS_Q4_VEC;
+  for (int kk = 0; kk < 8; kk++)
+    for (int t = 0; t < 4; t++)
+      {
+        size_t e = ns_q4_vec_element (vec, t, kk);
+        g_assert_cmpuint (e, <, (size_t) walk->k);
+        g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + kk / 2);
+        g_assert_cmpint (ns_q4_shift (e), ==, 4 * (kk % 2));
+        /* the kernel's scale: nibble 4·(kk / 4)'s group */
+        size_t g = ns_q4_vec_element (vec, 0, NS_Q4_GROUP >= NS_Q4_BLOCK ? 0 : 4 * (kk / 4));
+        g_assert_cmpuint (g / NS_Q4_GROUP, ==, e / NS_Q4_GROUP);
+        walk->seen[e]++;
+      }
+}
+
+/* A gemv.cuh load at `at`: elements at … at + vec − 1. */
+static void
+plain_load (int at, gpointer data)
+{
+  LaneWalk *walk = data;
+  for (int e = at; e < at + walk->vec; e++)
+    {
+      g_assert_cmpint (e, <, walk->k);
+      walk->seen[e]++;
+    }
+}
+
 static void
 test_patch (void)
 {
@@ -204,19 +260,8 @@ test_gemv_lanes (void)
       {
         int k = ks[a], splits = ns_ix_gemv_splits (1024, k, vec, 132, 4);
         g_autofree int *seen = g_new0 (int, k);
-        for (int s = 0; s < splits; s++)
-          {
-            int k0, k1;
-            ns_ix_split_range (k, splits, vec, s, &k0, &k1);
-            for (int lane = 0; lane < 32; lane++)
-              for (int i = k0 + lane * vec; i < k1; i += 32 * vec * 2)
-                for (int u = 0; u < 2 && i + u * 32 * vec < k1; u++)
-                  for (int e = i + u * 32 * vec; e < i + u * 32 * vec + vec; e++)
-                    {
-                      g_assert_cmpint (e, <, k);
-                      seen[e]++;
-                    }
-          }
+        LaneWalk walk = { k, seen, vec };
+        each_load (k, splits, vec, plain_load, &walk);
         for (int e = 0; e < k; e++)
           g_assert_cmpint (seen[e], ==, 1);
       }
@@ -365,32 +410,8 @@ test_gemv_q4_grid (void)
       {
         int k = ks[a], splits = ns_ix_gemv_splits (outs[c], k, NS_Q4_VEC, 132, 4);
         g_autofree int *seen = g_new0 (int, k);
-        for (int s = 0; s < splits; s++)
-          {
-            int k0, k1;
-            ns_ix_split_range (k, splits, NS_Q4_VEC, s, &k0, &k1);
-            for (int lane = 0; lane < 32; lane++)
-              for (int i = k0 + lane * NS_Q4_VEC; i < k1; i += 32 * NS_Q4_VEC * 2)
-                for (int u = 0; u < 2; u++)
-                  {
-                    int at = i + u * 32 * NS_Q4_VEC;
-                    if (at >= k1)
-                      break;
-                    size_t vec = (size_t) at / NS_Q4_VEC;
-                    for (int kk = 0; kk < 8; kk++)
-                      for (int t = 0; t < 4; t++)
-                        {
-                          size_t e = ns_q4_vec_element (vec, t, kk);
-                          g_assert_cmpuint (e, <, (size_t) k);
-                          g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + kk / 2);
-                          g_assert_cmpint (ns_q4_shift (e), ==, 4 * (kk % 2));
-                          /* the kernel's scale: nibble 4·(kk / 4)'s group */
-                          size_t g = ns_q4_vec_element (vec, 0, NS_Q4_GROUP >= NS_Q4_BLOCK ? 0 : 4 * (kk / 4));
-                          g_assert_cmpuint (g / NS_Q4_GROUP, ==, e / NS_Q4_GROUP);
-                          seen[e]++;
-                        }
-                  }
-          }
+        LaneWalk walk = { k, seen, NS_Q4_VEC };
+        each_load (k, splits, NS_Q4_VEC, q4_load, &walk);
         for (int e = 0; e < k; e++)
           g_assert_cmpint (seen[e], ==, 1);
       }
