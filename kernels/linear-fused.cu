@@ -1,5 +1,6 @@
 /* linear-fused.cu — the fused linears of backend.h, the ops of
- * engine/cpu/linear-fused.c, each one GEMV launch (gemv.cuh) for decode:
+ * engine/cpu/linear-fused.c, each one GEMV launch (gemv.cuh) per group of
+ * 8 rows:
  *  - linear_multi: q/k/v share x; the blocks of all matrices form one grid
  *    and split-K is chosen for their total, so the 1,024-row k/v
  *    projections ride along with q instead of under-filling the SMs alone;
@@ -8,17 +9,34 @@
  *  - norm_modulate_linear: each block computes the LayerNorm statistics of
  *    its ≤ 8 rows, and x is normed and modulated as it is loaded;
  *  - linear_gated_add: x += gate ⊙ (W·m + b) in the store.
- * What the fused kernel does not cover (q4 weights, more than 8 rows, k or
- * pointers not fit for 16-byte loads) runs as the unfused op sequence, its
- * intermediate in the workspace behind what the linears use
- * (ns_cuda_fused_scratch), so graph capture still allocates nothing. */
+ * Up to 32 rows run as groups of 8 (W read once per group, as linear.cu's
+ * grouped GEMV does). What the fused kernel does not cover (q4 weights,
+ * more rows, k or pointers not fit for 16-byte loads) runs as the unfused
+ * op sequence in passes of rows whose intermediate fits a scratch area
+ * behind what the linears take from the workspace (ns_cuda_fused_scratch),
+ * which reserve sizes, so graph capture allocates nothing. */
 #include "gemv.cuh"
 
-/* Rows above which the fused ops use the unfused sequence (linear.cu's
- * grouped GEMV or its GEMM): as many as one GEMV pass serves. */
-#define FUSED_MAX_ROWS NS_GEMV_MAX_ROWS
-/* Rows the fallback's scratch is reserved for (linear.cu's grouped GEMV). */
-#define FUSED_RESERVED_ROWS 32
+static_assert (NS_LINEAR_MULTI_MAX <= NS_GEMV_MAX_MATS, "one launch takes every output");
+
+#define FUSED_MAX_ROWS 32   /* linear.cu's GEMV_GROUPED_MAX_ROWS; more go to its GEMM */
+#define FUSED_SCRATCH_BUDGET ((size_t) 64 << 20)   /* bytes of the fallback's intermediate */
+
+typedef enum { MULTI, SWIGLU, NORM, GATED } FusedKind;
+
+/* One fused op's arguments: matrices j < n of the same format and cols,
+ * outputs y[j] (GATED: the residual), x [rows, cols]. */
+typedef struct {
+  FusedKind kind;
+  const NsMat *w[NS_GEMV_MAX_MATS], *bias[NS_GEMV_MAX_MATS];
+  float *y[NS_GEMV_MAX_MATS];
+  int n;
+  const float *x;
+  const NsNormModulate *nm;   /* NORM */
+  gboolean silu;              /* NORM */
+  const float *gate;          /* GATED */
+  int gate_stride;
+} Fused;
 
 static size_t
 scratch_offset (NsBackend *b, int rows)
@@ -26,12 +44,19 @@ scratch_offset (NsBackend *b, int rows)
   return (ns_cuda_linear_workspace (b, rows) + 255) / 256 * 256;
 }
 
+/* Scratch floats of a fallback over `rows` rows with `width` floats each. */
+static size_t
+scratch_floats (int rows, size_t width)
+{
+  return MIN ((size_t) rows * width, FUSED_SCRATCH_BUDGET / sizeof (float));
+}
+
 size_t
 ns_cuda_fused_workspace (NsBackend *b, int rows)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  int r = MIN (rows, FUSED_RESERVED_ROWS);
-  return scratch_offset (b, r) + (size_t) r * MAX (cb->max_out, cb->max_in) * sizeof (float);
+  return scratch_offset (b, rows)
+         + scratch_floats (rows, MAX (cb->max_out, cb->max_in)) * sizeof (float);
 }
 
 float *
@@ -42,37 +67,123 @@ ns_cuda_fused_scratch (NsBackend *b, int rows, size_t floats)
   return ws != NULL ? (float *) (ws + at) : NULL;
 }
 
-/* ---- the fused GEMV ------------------------------------------------------- */
-
-/* TRUE when the fused kernel takes these weights and rows. */
+/* TRUE when the fused kernel takes the op over `rows` rows. */
 static gboolean
-fusable (const NsMat *const *w, int n, const float *x, int rows)
+fusable (const Fused *f, int rows)
 {
   if (rows < 1 || rows > FUSED_MAX_ROWS)
     return FALSE;
-  for (int j = 0; j < n; j++)
-    if (!ns_gemv_fits (w[j], x) || w[j]->dtype != w[0]->dtype || w[j]->cols != w[0]->cols)
+  for (int j = 0; j < f->n; j++)
+    if (!ns_gemv_fits (f->w[j], f->x) || f->w[j]->dtype != f->w[0]->dtype
+        || f->w[j]->cols != f->w[0]->cols)
       return FALSE;
-  return TRUE;
+  return f->kind != NORM
+         || ((uintptr_t) f->nm->shift % 16 == 0 && (uintptr_t) f->nm->scale % 16 == 0
+             && f->nm->mod_stride % 4 == 0);
 }
 
-/* The task's matrices from weights and biases (outputs set by the caller). */
-static NsGemvTask
-task_of (const NsMat *const *w, const NsMat *const *bias, int n, int rows, int paired)
+/* The fused kernel over rows [r0, r0 + n), n ≤ 8. */
+static void
+launch_rows (NsBackend *b, const Fused *f, int r0, int n)
 {
+  int k = f->w[0]->cols;
   NsGemvTask t = {};
-  t.n_mats = n;
-  t.k = w[0]->cols;
-  t.rows = rows;
-  t.paired = paired;
-  for (int j = 0; j < n; j++)
+  t.n_mats = f->n;
+  t.k = k;
+  t.rows = n;
+  t.paired = f->kind == SWIGLU;
+  for (int j = 0; j < f->n; j++)
     {
-      t.m[j].w = w[j]->data;
-      t.m[j].scale = w[j]->scale;
-      t.m[j].bias = ns_mat_or_none (bias[j]);
-      t.n_out[j] = w[j]->rows;
+      NsGemvMat m = { f->w[j]->data, f->w[j]->scale, ns_mat_or_none (f->bias[j]),
+                      f->y[j] ? f->y[j] + (size_t) r0 * f->w[j]->rows : NULL };
+      t.m[j] = m;
+      t.n_out[j] = f->w[j]->rows;
     }
-  return t;
+  const NsGemvPlainX x = { f->x + (size_t) r0 * k, k };
+  NsDType dtype = f->w[0]->dtype;
+  if (f->kind == NORM)
+    {
+      const NsNormModulate *nm = f->nm;
+      size_t at = (size_t) r0 * nm->mod_stride;
+      NsGemvNormX nx = { x.x, k, ns_mat_or_none (nm->weight), ns_mat_or_none (nm->bias),
+                         nm->eps, nm->shift + at, nm->scale + at, nm->mod_stride };
+      ns_gemv_launch (b, t, nx, NsGemvStore { FALSE, f->silu }, dtype);
+    }
+  else if (f->kind == SWIGLU)
+    ns_gemv_launch (b, t, x, NsGemvSwiglu {}, dtype);
+  else if (f->kind == GATED)
+    ns_gemv_launch (b, t, x,
+                    NsGemvGatedAdd { f->gate + (size_t) r0 * f->gate_stride, f->gate_stride },
+                    dtype);
+  else
+    ns_gemv_launch (b, t, x, NsGemvStore { FALSE, FALSE }, dtype);
+}
+
+/* The unfused sequence over rows [r0, r0 + n), its intermediate in tmp. */
+static void
+sequence_rows (NsBackend *b, const Fused *f, int r0, int n, float *tmp)
+{
+  int k = f->w[0]->cols, outs = f->w[0]->rows;
+  const float *x = f->x + (size_t) r0 * k;
+  float *y = f->y[0] + (size_t) r0 * outs;
+  size_t ny = (size_t) n * outs;
+  switch (f->kind)
+    {
+    case MULTI:
+      for (int j = 0; j < f->n; j++)
+        ns_cuda_linear (b, f->y[j] + (size_t) r0 * f->w[j]->rows, x, f->w[j], f->bias[j], n,
+                        FALSE);
+      break;
+    case SWIGLU:
+      ns_cuda_linear (b, y, x, f->w[0], f->bias[0], n, FALSE);
+      ns_cuda_linear (b, tmp, x, f->w[1], f->bias[1], n, FALSE);
+      ns_cuda_silu_mul (b, y, y, tmp, ny);
+      break;
+    case NORM:
+      {
+        size_t at = (size_t) r0 * f->nm->mod_stride;
+        ns_cuda_layernorm (b, tmp, x, f->nm->weight, f->nm->bias, n, k, f->nm->eps);
+        ns_cuda_modulate (b, tmp, tmp, f->nm->shift + at, f->nm->scale + at, n, k,
+                          f->nm->mod_stride);
+        ns_cuda_linear (b, y, tmp, f->w[0], f->bias[0], n, FALSE);
+        if (f->silu)
+          ns_cuda_silu (b, y, y, ny);
+        break;
+      }
+    default:
+      ns_cuda_linear (b, tmp, x, f->w[0], f->bias[0], n, FALSE);
+      ns_cuda_gated_add (b, y, f->gate + (size_t) r0 * f->gate_stride, tmp, n, outs,
+                         f->gate_stride);
+      break;
+    }
+}
+
+/* Floats of the intermediate per row of the unfused sequence. */
+static size_t
+intermediate_width (const Fused *f)
+{
+  return f->kind == MULTI ? 0 : f->kind == NORM ? f->w[0]->cols : f->w[0]->rows;
+}
+
+static void
+run_fused (NsBackend *b, const Fused *f, int rows, const char *op)
+{
+  if (rows <= 0)
+    return;
+  if (fusable (f, rows))
+    for (int r0 = 0; r0 < rows; r0 += NS_GEMV_MAX_ROWS)
+      launch_rows (b, f, r0, MIN (NS_GEMV_MAX_ROWS, rows - r0));
+  else
+    {
+      size_t width = intermediate_width (f);
+      int per = width ? (int) MAX ((size_t) 1, scratch_floats (rows, width) / width) : rows;
+      float *tmp = width ? ns_cuda_fused_scratch (b, rows, (size_t) per * width) : NULL;
+      if (width && tmp == NULL)
+        return;
+      for (int r0 = 0; r0 < rows; r0 += per)
+        sequence_rows (b, f, r0, MIN (per, rows - r0), tmp);
+    }
+  ns_cuda_check_launch (b, op);
 }
 
 /* ---- the ops --------------------------------------------------------------- */
@@ -80,95 +191,38 @@ task_of (const NsMat *const *w, const NsMat *const *bias, int n, int rows, int p
 void
 ns_cuda_linear_multi (NsBackend *b, const NsLinearOut *outs, int n, const float *x, int rows)
 {
-  const NsMat *w[NS_LINEAR_MULTI_MAX], *bias[NS_LINEAR_MULTI_MAX];
   g_return_if_fail (n >= 1 && n <= NS_LINEAR_MULTI_MAX);
+  Fused f = { MULTI, {}, {}, {}, n, x, NULL, FALSE, NULL, 0 };
   for (int j = 0; j < n; j++)
     {
-      w[j] = outs[j].w;
-      bias[j] = outs[j].bias;
+      f.w[j] = outs[j].w;
+      f.bias[j] = outs[j].bias;
+      f.y[j] = outs[j].y;
     }
-  if (!fusable (w, n, x, rows))
-    {
-      for (int j = 0; j < n; j++)
-        ns_cuda_linear (b, outs[j].y, x, outs[j].w, outs[j].bias, rows, FALSE);
-      return;
-    }
-  NsGemvTask t = task_of (w, bias, n, rows, FALSE);
-  for (int j = 0; j < n; j++)
-    t.m[j].y = outs[j].y;
-  ns_gemv_launch (b, t, NsGemvPlainX { x, t.k }, NsGemvStore {}, w[0]->dtype);
-  ns_cuda_check_launch (b, "linear_multi");
+  run_fused (b, &f, rows, "linear_multi");
 }
 
 void
 ns_cuda_linear_swiglu (NsBackend *b, float *y, const float *x, const NsMat *gate_w,
                        const NsMat *gate_b, const NsMat *up_w, const NsMat *up_b, int rows)
 {
-  const NsMat *w[2] = { gate_w, up_w }, *bias[2] = { gate_b, up_b };
-  if (rows <= 0)
-    return;
-  if (!fusable (w, 2, x, rows))
-    {
-      size_t n = (size_t) rows * gate_w->rows;
-      float *up = ns_cuda_fused_scratch (b, rows, n);
-      if (up == NULL)
-        return;
-      ns_cuda_linear (b, y, x, gate_w, gate_b, rows, FALSE);
-      ns_cuda_linear (b, up, x, up_w, up_b, rows, FALSE);
-      ns_cuda_silu_mul (b, y, y, up, n);
-      return;
-    }
-  NsGemvTask t = task_of (w, bias, 2, rows, TRUE);
-  t.m[0].y = y;
-  ns_gemv_launch (b, t, NsGemvPlainX { x, t.k }, NsGemvSwiglu {}, gate_w->dtype);
-  ns_cuda_check_launch (b, "linear_swiglu");
+  g_return_if_fail (gate_w->rows == up_w->rows && gate_w->cols == up_w->cols);
+  Fused f = { SWIGLU, { gate_w, up_w }, { gate_b, up_b }, { y }, 2, x, NULL, FALSE, NULL, 0 };
+  run_fused (b, &f, rows, "linear_swiglu");
 }
 
 void
 ns_cuda_norm_modulate_linear (NsBackend *b, float *y, const float *x, const NsNormModulate *nm,
                               const NsMat *w, const NsMat *bias, int rows, gboolean silu)
 {
-  if (rows <= 0)
-    return;
-  int dim = w->cols;
-  if (!fusable (&w, 1, x, rows) || (uintptr_t) nm->shift % 16 != 0
-      || (uintptr_t) nm->scale % 16 != 0 || nm->mod_stride % 4 != 0)
-    {
-      float *u = ns_cuda_fused_scratch (b, rows, (size_t) rows * dim);
-      if (u == NULL)
-        return;
-      ns_cuda_layernorm (b, u, x, nm->weight, nm->bias, rows, dim, nm->eps);
-      ns_cuda_modulate (b, u, u, nm->shift, nm->scale, rows, dim, nm->mod_stride);
-      ns_cuda_linear (b, y, u, w, bias, rows, FALSE);
-      if (silu)
-        ns_cuda_silu (b, y, y, (size_t) rows * w->rows);
-      return;
-    }
-  NsGemvTask t = task_of (&w, &bias, 1, rows, FALSE);
-  t.m[0].y = y;
-  NsGemvNormX nx = { x, dim, ns_mat_or_none (nm->weight), ns_mat_or_none (nm->bias), nm->eps,
-                     nm->shift, nm->scale, nm->mod_stride };
-  ns_gemv_launch (b, t, nx, NsGemvStore { FALSE, silu }, w->dtype);
-  ns_cuda_check_launch (b, "norm_modulate_linear");
+  Fused f = { NORM, { w }, { bias }, { y }, 1, x, nm, silu, NULL, 0 };
+  run_fused (b, &f, rows, "norm_modulate_linear");
 }
 
 void
 ns_cuda_linear_gated_add (NsBackend *b, float *x, const float *gate, const float *m,
                           const NsMat *w, const NsMat *bias, int rows, int gate_stride)
 {
-  if (rows <= 0)
-    return;
-  if (!fusable (&w, 1, m, rows))
-    {
-      float *t = ns_cuda_fused_scratch (b, rows, (size_t) rows * w->rows);
-      if (t == NULL)
-        return;
-      ns_cuda_linear (b, t, m, w, bias, rows, FALSE);
-      ns_cuda_gated_add (b, x, gate, t, rows, w->rows, gate_stride);
-      return;
-    }
-  NsGemvTask t = task_of (&w, &bias, 1, rows, FALSE);
-  t.m[0].y = x;
-  ns_gemv_launch (b, t, NsGemvPlainX { m, t.k }, NsGemvGatedAdd { gate, gate_stride }, w->dtype);
-  ns_cuda_check_launch (b, "linear_gated_add");
+  Fused f = { GATED, { w }, { bias }, { x }, 1, m, NULL, FALSE, gate, gate_stride };
+  run_fused (b, &f, rows, "linear_gated_add");
 }

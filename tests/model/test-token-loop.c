@@ -168,6 +168,21 @@ test_token_contract (gconstpointer data)
   golden_run_free (run);
 }
 
+/* The t2i-ghgrid-64 golden run loaded into f, or NULL (the test skipped)
+ * without golden data. */
+static GoldenRun *
+load_ghgrid (Fixture *f, gboolean timings)
+{
+  if (ns_test_golden_dir () == NULL)
+    {
+      g_test_skip ("no golden data");
+      return NULL;
+    }
+  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-ghgrid-64");
+  fixture_init (f, run, timings);
+  return run;
+}
+
 /* Ops per decode layer and per FM-head step, with the fused linears of
  * backend.h (15 and 4 + 6 per block before them): a layer is rmsnorm,
  * linear_multi, 2 rope, 2 kv_store, attention, o_proj, rmsnorm,
@@ -181,14 +196,10 @@ test_token_contract (gconstpointer data)
 static void
 test_op_counts (void)
 {
-  if (ns_test_golden_dir () == NULL)
-    {
-      g_test_skip ("no golden data");
-      return;
-    }
-  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-ghgrid-64");
   Fixture f = { 0 };
-  fixture_init (&f, run, FALSE);
+  GoldenRun *run = load_ghgrid (&f, FALSE);
+  if (run == NULL)
+    return;
   g_autoptr (GError) error = NULL;
   int rows = f.cfg_mult * f.n;
   float *x = f.b->ops->alloc (f.b, (size_t) rows * f.cfg.hidden_size, &error);
@@ -214,14 +225,10 @@ test_op_counts (void)
 static void
 test_checks_can_fail (void)
 {
-  if (ns_test_golden_dir () == NULL)
-    {
-      g_test_skip ("no golden data");
-      return;
-    }
-  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-ghgrid-64");
   Fixture f = { 0 };
-  fixture_init (&f, run, TRUE);
+  GoldenRun *run = load_ghgrid (&f, TRUE);
+  if (run == NULL)
+    return;
   NsOpCounts c;
   g_autoptr (GPtrArray) first = run_token (&f, 0, &c);
   g_assert_cmpuint (c.syncs, ==, 3);
