@@ -42,6 +42,28 @@ typedef struct {
 } NsMat;
 
 typedef struct NsBackend NsBackend;
+
+/* Most outputs one `linear_multi` call takes (q, k and v). */
+#define NS_LINEAR_MULTI_MAX 3
+
+/* One output of `linear_multi`: y = x · Wᵀ + bias (bias may be NULL). */
+typedef struct {
+  float *y;
+  const NsMat *w;
+  const NsMat *bias;
+} NsLinearOut;
+
+/* The LayerNorm and adaLN modulation `norm_modulate_linear` puts in front of
+ * its product (the FM head's, engine/model/fm-head.c): per row r,
+ * u = LN(x[r]) (· weight + bias when given, eps) · (1 + scale[r]) + shift[r],
+ * shift/scale rows `mod_stride` apart (the `layernorm` and `modulate` ops). */
+typedef struct {
+  const NsMat *weight, *bias;   /* LayerNorm affine, or NULL */
+  float eps;
+  const float *shift, *scale;
+  int mod_stride;
+} NsNormModulate;
+
 typedef struct NsGraph NsGraph;
 
 /* The classifier-free guidance of one request (docs/model.md §8): with the
@@ -150,6 +172,26 @@ typedef struct {
    * x: [rows, W.cols], y: [rows, W.rows]; bias may be NULL. */
   void (*linear) (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                   int rows, gboolean accumulate);
+
+  /* ---- fused linears: each gives exactly what the op sequence it names
+   * gives on the CPU, in one GEMV launch on CUDA (docs/architecture.md, "The
+   * per-token loop"). All weights of one call have the same cols. -------- */
+
+  /* outs[j].y = x · outs[j].wᵀ + outs[j].bias for j < n (q/k/v of a layer:
+   * `linear` n times). n ≤ NS_LINEAR_MULTI_MAX. */
+  void (*linear_multi) (NsBackend *b, const NsLinearOut *outs, int n, const float *x, int rows);
+  /* y [rows, gate_w.rows] = silu(x·gate_wᵀ + gate_b) ⊙ (x·up_wᵀ + up_b)
+   * (`linear` twice, then `silu_mul`); biases may be NULL. */
+  void (*linear_swiglu) (NsBackend *b, float *y, const float *x, const NsMat *gate_w,
+                         const NsMat *gate_b, const NsMat *up_w, const NsMat *up_b, int rows);
+  /* y = nm(x) · Wᵀ + bias, then silu(y) when `silu` (`layernorm`,
+   * `modulate`, `linear`[, `silu`]); x: [rows, W.cols]. */
+  void (*norm_modulate_linear) (NsBackend *b, float *y, const float *x, const NsNormModulate *nm,
+                                const NsMat *w, const NsMat *bias, int rows, gboolean silu);
+  /* x[r] += gate[r] ⊙ (m[r] · Wᵀ + bias) (`linear`, then `gated_add`);
+   * x: [rows, W.rows], gate rows `gate_stride` apart. */
+  void (*linear_gated_add) (NsBackend *b, float *x, const float *gate, const float *m,
+                            const NsMat *w, const NsMat *bias, int rows, int gate_stride);
 
   /* y = x · rsqrt(mean(x²) + eps) · weight over rows of `dim` (HF order). */
   void (*rmsnorm) (NsBackend *b, float *y, const float *x, const NsMat *weight,

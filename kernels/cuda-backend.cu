@@ -412,7 +412,8 @@ cuda_reserve (NsBackend *b, int max_rows, GError **error)
 {
   NsCudaBackend *cb = ns_cuda (b);
   g_return_val_if_fail (!cb->capturing, FALSE);
-  return grow_workspace (cb, ns_cuda_linear_workspace (b, max_rows), error)
+  return grow_workspace (cb, MAX (ns_cuda_linear_workspace (b, max_rows),
+                                  ns_cuda_fused_workspace (b, max_rows)), error)
          && grow_staging (cb, STAGING_FLOATS, error);
 }
 
@@ -566,6 +567,10 @@ static const NsBackendOps cuda_ops = {
   .sync = cuda_sync,
   .embedding = ns_cuda_embedding,
   .linear = ns_cuda_linear,
+  .linear_multi = ns_cuda_linear_multi,
+  .linear_swiglu = ns_cuda_linear_swiglu,
+  .norm_modulate_linear = ns_cuda_norm_modulate_linear,
+  .linear_gated_add = ns_cuda_linear_gated_add,
   .rmsnorm = ns_cuda_rmsnorm,
   .layernorm = ns_cuda_layernorm,
   .modulate = ns_cuda_modulate,

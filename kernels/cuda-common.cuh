@@ -178,6 +178,13 @@ void *ns_cuda_workspace (NsBackend *b, size_t bytes);
 /* The workspace a linear of `rows` rows needs at most (for reserve). */
 size_t ns_cuda_linear_workspace (NsBackend *b, int rows);
 
+/* linear-fused.cu: the workspace a fused linear of `rows` rows needs at most
+ * (for reserve), and scratch of `floats` floats placed after what the
+ * linear op itself takes from the workspace, so that the unfused sequence a
+ * fused op falls back to can keep an intermediate there across its linears. */
+size_t ns_cuda_fused_workspace (NsBackend *b, int rows);
+float *ns_cuda_fused_scratch (NsBackend *b, int rows, size_t floats);
+
 /* Op entry points, one family per file (the ops table is in cuda-backend.cu). */
 G_BEGIN_DECLS
 /* linear.cu */
@@ -186,6 +193,16 @@ void ns_cuda_linear (NsBackend *b, float *y, const float *x, const NsMat *w, con
 void ns_cuda_gemm_f32 (NsBackend *b, float *c, const float *a, const float *bm, int m, int n,
                        int k, int lda, int ldb, int ldc, gboolean transpose_a,
                        gboolean transpose_b, float beta);
+/* linear-fused.cu */
+void ns_cuda_linear_multi (NsBackend *b, const NsLinearOut *outs, int n, const float *x,
+                           int rows);
+void ns_cuda_linear_swiglu (NsBackend *b, float *y, const float *x, const NsMat *gate_w,
+                            const NsMat *gate_b, const NsMat *up_w, const NsMat *up_b, int rows);
+void ns_cuda_norm_modulate_linear (NsBackend *b, float *y, const float *x,
+                                   const NsNormModulate *nm, const NsMat *w, const NsMat *bias,
+                                   int rows, gboolean silu);
+void ns_cuda_linear_gated_add (NsBackend *b, float *x, const float *gate, const float *m,
+                               const NsMat *w, const NsMat *bias, int rows, int gate_stride);
 /* norm.cu, groupnorm.cu */
 void ns_cuda_rmsnorm (NsBackend *b, float *y, const float *x, const NsMat *weight, int rows,
                       int dim, float eps);

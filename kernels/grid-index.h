@@ -110,20 +110,102 @@ ns_ix_split_range (int k, int splits, int vec, int s, int *k0, int *k1)
   *k1 = (b < vectors ? b : vectors) * vec;
 }
 
-/* Split-K count for a GEMV over n_out × k: enough blocks for two waves of
- * `resident` blocks on each of n_sms SMs (k/v projections have few output
- * rows), but at least two loads of `vec` elements per lane in each split. */
+/* Split-K count for a GEMV grid of `blocks` blocks over k: enough blocks
+ * for two waves of `resident` blocks on each of n_sms SMs (k/v projections
+ * have few output rows), but at least two loads of `vec` elements per lane
+ * in each split. */
 NS_HD int
-ns_ix_gemv_splits (int n_out, int k, int vec, int n_sms, int resident)
+ns_ix_gemv_splits_for_blocks (int blocks, int k, int vec, int n_sms, int resident)
 {
-  int warps = (n_out + NS_GEMV_OUTS - 1) / NS_GEMV_OUTS;
-  int blocks = (warps + NS_GEMV_WARPS - 1) / NS_GEMV_WARPS;
   int want = (2 * n_sms * resident + blocks - 1) / blocks;
   int most = k / (2 * 32 * vec);
   if (most > NS_GEMV_MAX_SPLITS)
     most = NS_GEMV_MAX_SPLITS;
   int splits = want < most ? want : most;
   return splits > 1 ? splits : 1;
+}
+
+/* The same for one matrix of n_out rows. */
+NS_HD int
+ns_ix_gemv_splits (int n_out, int k, int vec, int n_sms, int resident)
+{
+  int warps = (n_out + NS_GEMV_OUTS - 1) / NS_GEMV_OUTS;
+  int blocks = (warps + NS_GEMV_WARPS - 1) / NS_GEMV_WARPS;
+  return ns_ix_gemv_splits_for_blocks (blocks, k, vec, n_sms, resident);
+}
+
+/* ---- gemv.cuh: one GEMV grid over several matrices ----------------------
+ * Concatenated layout (linear, linear_multi, …): the blocks of matrix 0,
+ * then those of matrix 1, …; a warp owns NS_GEMV_OUTS consecutive rows of
+ * one matrix. Paired layout (linear_swiglu: two matrices of n_out[0] rows):
+ * a warp owns NS_GEMV_OUTS / 2 outputs, slot s the row of matrix
+ * s / (NS_GEMV_OUTS / 2), so one lane holds both sums of an output. */
+
+#define NS_GEMV_MAX_MATS 3
+
+/* Blocks of the grid; first[j] = the first block of matrix j (of the pair's
+ * outputs when paired), first[groups] = the count. */
+NS_HD int
+ns_ix_gemv_first_blocks (const int *n_out, int n_mats, int paired, int *first)
+{
+  int per = (paired ? NS_GEMV_OUTS / 2 : NS_GEMV_OUTS) * NS_GEMV_WARPS;
+  int groups = paired ? 1 : n_mats;
+  first[0] = 0;
+  for (int j = 0; j < groups; j++)
+    first[j + 1] = first[j] + (n_out[j] + per - 1) / per;
+  return first[groups];
+}
+
+/* Matrix and row of slot `slot` of warp `warp` in block `block`; the row is
+ * n_out[mat] or more past the end of the matrix (such slots store nothing). */
+NS_HD void
+ns_ix_gemv_slot (const int *first, int n_mats, int paired, int block, int warp, int slot,
+                 int *mat, int *row)
+{
+  const int half = NS_GEMV_OUTS / 2;
+  if (paired)
+    {
+      *mat = slot / half;
+      *row = (block * NS_GEMV_WARPS + warp) * half + slot % half;
+      return;
+    }
+  int j = 0;
+  while (j + 1 < n_mats && block >= first[j + 1])
+    j++;
+  *mat = j;
+  *row = ((block - first[j]) * NS_GEMV_WARPS + warp) * NS_GEMV_OUTS + slot;
+}
+
+/* Split partials: matrix after matrix, each [splits, rows, n_out]. */
+NS_HD size_t
+ns_ix_gemv_part (const int *n_out, int mat, int splits, int rows, int split, int r, int row)
+{
+  size_t at = 0;
+  for (int j = 0; j < mat; j++)
+    at += (size_t) splits * rows * n_out[j];
+  return at + ((size_t) split * rows + r) * n_out[mat] + row;
+}
+
+/* Outputs the reduce kernel walks: every (matrix, row r, output row), or
+ * the first matrix's only when paired (its partner is read with it). */
+NS_HD size_t
+ns_ix_gemv_outputs (const int *n_out, int n_mats, int paired, int rows)
+{
+  size_t n = 0;
+  for (int j = 0; j < (paired ? 1 : n_mats); j++)
+    n += (size_t) rows * n_out[j];
+  return n;
+}
+
+NS_HD void
+ns_ix_gemv_output (const int *n_out, int rows, size_t e, int *mat, int *r, int *row)
+{
+  int j = 0;
+  while (e >= (size_t) rows * n_out[j])
+    e -= (size_t) rows * n_out[j++];
+  *mat = j;
+  *r = (int) (e / n_out[j]);
+  *row = (int) (e % n_out[j]);
 }
 
 /* ---- groupnorm.cu ------------------------------------------------------- */

@@ -1,8 +1,9 @@
 /* linear.cu — y = x·Wᵀ + bias (+ y), the op of engine/cpu/linear.c, with f32
  * activations on every path as the reference has them.
  *
- * Decode (1–8 rows: CFG rows × images) is bound by reading W once: a GEMV
- * kernel per weight format (no dtype switch in the loop), each warp owning
+ * Decode (1–8 rows: CFG rows × images) is bound by reading W once: the
+ * GEMV of gemv.cuh, one kernel per weight format (no dtype switch in the
+ * loop), each warp owning
  * NS_GEMV_OUTS output rows so every x value it loads serves several weight
  * rows, lanes across k with 16-byte weight loads (8 bf16/f16, 16 int8/fp8
  * codes, 4 f32), two of them per output row in flight, and split-K (a
@@ -16,203 +17,29 @@
  * workspace, their row scales applied in the epilogue; f16 weights (which
  * would overflow at 65504 as fp16 inputs) are widened to f32 for SGEMM.
  * Split and chunk index math in grid-index.h. */
-#include "cuda-common.cuh"
+#include "gemv.cuh"
 
-#define GEMV_MAX_ROWS 8
 #define GEMV_GROUPED_MAX_ROWS 32
-#define GEMV_UNROLL 2           /* 16-byte loads in flight per output row */
-#define GEMV_RESIDENT 4         /* blocks per SM assumed for the split choice */
 #define GEMM_ROWS_BUDGET ((size_t) 64 << 20)    /* bytes of x planes + f32 result */
 #define GEMM_CHUNK_BUDGET ((size_t) 64 << 20)   /* bytes of widened weight rows */
 
-/* ---- weight formats: 16-byte vectors decoded four values at a time ---- */
-
-__device__ __forceinline__ uint32_t
-word_of (const uint4 &r, int j)
-{
-  return j == 0 ? r.x : j == 1 ? r.y : j == 2 ? r.z : r.w;
-}
-
-template <NsDType F> struct Fmt;
-
-template <> struct Fmt<NS_DTYPE_F32> {
-  static constexpr int VEC = 4;
-  __device__ static void decode4 (const uint4 &r, int q, float w[4])
-  {
-    (void) q;
-    w[0] = __uint_as_float (r.x); w[1] = __uint_as_float (r.y);
-    w[2] = __uint_as_float (r.z); w[3] = __uint_as_float (r.w);
-  }
-  __device__ static float load1 (const void *d, size_t i) { return ((const float *) d)[i]; }
-};
-
-/* bf16 is the top half of an f32. */
-template <> struct Fmt<NS_DTYPE_BF16> {
-  static constexpr int VEC = 8;
-  __device__ static void decode4 (const uint4 &r, int q, float w[4])
-  {
-    for (int j = 0; j < 2; j++)
-      {
-        uint32_t u = word_of (r, 2 * q + j);
-        w[2 * j] = __uint_as_float (u << 16);
-        w[2 * j + 1] = __uint_as_float (u & 0xffff0000u);
-      }
-  }
-  __device__ static float load1 (const void *d, size_t i)
-  {
-    return __uint_as_float ((uint32_t) ((const uint16_t *) d)[i] << 16);
-  }
-};
-
-template <> struct Fmt<NS_DTYPE_F16> {
-  static constexpr int VEC = 8;
-  __device__ static void decode4 (const uint4 &r, int q, float w[4])
-  {
-    for (int j = 0; j < 2; j++)
-      {
-        uint32_t u = word_of (r, 2 * q + j);
-        float2 f = __half22float2 (*(const __half2 *) &u);
-        w[2 * j] = f.x;
-        w[2 * j + 1] = f.y;
-      }
-  }
-  __device__ static float load1 (const void *d, size_t i)
-  {
-    return __half2float (((const __half *) d)[i]);
-  }
-};
-
-template <> struct Fmt<NS_DTYPE_I8> {
-  static constexpr int VEC = 16;
-  __device__ static void decode4 (const uint4 &r, int q, float w[4])
-  {
-    uint32_t u = word_of (r, q);
-    for (int j = 0; j < 4; j++)
-      w[j] = (float) (int8_t) (u >> (8 * j));
-  }
-  __device__ static float load1 (const void *d, size_t i) { return ((const int8_t *) d)[i]; }
-};
-
-template <> struct Fmt<NS_DTYPE_F8_E4M3> {
-  static constexpr int VEC = 16;
-  __device__ static void decode4 (const uint4 &r, int q, float w[4])
-  {
-    uint32_t u = word_of (r, q);
-    for (int j = 0; j < 2; j++)
-      {
-        __half2_raw h = __nv_cvt_fp8x2_to_halfraw2 ((__nv_fp8x2_storage_t) (u >> (16 * j)),
-                                                    __NV_E4M3);
-        float2 f = __half22float2 (*(const __half2 *) &h);
-        w[2 * j] = f.x;
-        w[2 * j + 1] = f.y;
-      }
-  }
-  __device__ static float load1 (const void *d, size_t i)
-  {
-    __nv_fp8_e4m3 v;
-    v.__x = ((const __nv_fp8_storage_t *) d)[i];
-    return (float) v;
-  }
-};
-
-/* ---- GEMV ----------------------------------------------------------------- */
+/* ---- GEMV -----------------------------------------------------------------
+ * 16-byte loads: gemv.cuh; any k or alignment: the scalar kernel below. */
 
 typedef struct {
   float *y;              /* [rows, n_out] */
-  float *part;           /* split partials [splits, rows, n_out], or NULL */
   const float *x;        /* [rows, k] */
   const void *w;
   const float *scale;    /* per-row scales of I8/F8, else NULL */
   NsMat bias;            /* data NULL when absent */
-  int n_out, k, splits, accumulate;
+  int n_out, k, accumulate;
 } GemvArgs;
 
-/* (y or 0) + bias + scale · sum, in the reference's order. */
 __device__ __forceinline__ void
 gemv_store (const GemvArgs &a, int r, int o, float sum)
 {
-  float *dst = a.y + (size_t) r * a.n_out + o;
-  float base = (a.accumulate ? *dst : 0.0f) + (a.bias.data ? ns_load_weight (a.bias, o) : 0.0f);
-  *dst = base + (a.scale ? a.scale[o] * sum : sum);
-}
-
-/* grid (blocks over output rows, splits); warp w of block b owns output rows
- * (b · NS_GEMV_WARPS + w) · NS_GEMV_OUTS … + NS_GEMV_OUTS − 1. Needs k a
- * multiple of VEC and 16-byte aligned x and W. */
-template <NsDType F, int R>
-__global__ void __launch_bounds__ (NS_GEMV_WARPS * 32)
-gemv_kernel (const GemvArgs a)
-{
-  constexpr int VEC = Fmt<F>::VEC, OUTS = NS_GEMV_OUTS;
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int o0 = (blockIdx.x * NS_GEMV_WARPS + warp) * OUTS;
-  if (o0 >= a.n_out)
-    return;
-  int k0, k1;
-  ns_ix_split_range (a.k, a.splits, VEC, blockIdx.y, &k0, &k1);
-  const uint4 *rows[OUTS];
-  for (int o = 0; o < OUTS; o++)   /* rows past the end re-read row o0; never stored */
-    rows[o] = (const uint4 *) a.w + (size_t) (o0 + o < a.n_out ? o0 + o : o0) * (a.k / VEC);
-  float acc[OUTS][R];
-  for (int o = 0; o < OUTS; o++)
-    for (int r = 0; r < R; r++)
-      acc[o][r] = 0.0f;
-  for (int i = k0 + lane * VEC; i < k1; i += 32 * VEC * GEMV_UNROLL)
-    {
-      uint4 raw[GEMV_UNROLL][OUTS];
-#pragma unroll
-      for (int u = 0; u < GEMV_UNROLL; u++)
-        for (int o = 0; o < OUTS; o++)
-          if (i + u * 32 * VEC < k1)
-            raw[u][o] = __ldg (rows[o] + (i + u * 32 * VEC) / VEC);
-#pragma unroll
-      for (int u = 0; u < GEMV_UNROLL; u++)
-        {
-          int at = i + u * 32 * VEC;
-          if (at >= k1)
-            break;
-#pragma unroll
-          for (int q = 0; q < VEC / 4; q++)
-            {
-              float4 xv[R];
-              for (int r = 0; r < R; r++)
-                xv[r] = __ldg ((const float4 *) (a.x + (size_t) r * a.k + at + 4 * q));
-              for (int o = 0; o < OUTS; o++)
-                {
-                  float w4[4];
-                  Fmt<F>::decode4 (raw[u][o], q, w4);
-                  for (int r = 0; r < R; r++)
-                    acc[o][r] += w4[0] * xv[r].x + w4[1] * xv[r].y + w4[2] * xv[r].z
-                                 + w4[3] * xv[r].w;
-                }
-            }
-        }
-    }
-  for (int o = 0; o < OUTS; o++)
-    for (int r = 0; r < R; r++)
-      {
-        float sum = ns_warp_sum (acc[o][r]);
-        if (lane != o * R + r || o0 + o >= a.n_out)
-          continue;
-        if (a.splits == 1)
-          gemv_store (a, r, o0 + o, sum);
-        else
-          a.part[((size_t) blockIdx.y * R + r) * a.n_out + o0 + o] = sum;
-      }
-}
-
-/* Sums the split partials in split order, then the epilogue. */
-__global__ void
-gemv_reduce_kernel (const GemvArgs a, int rows)
-{
-  size_t n = (size_t) rows * a.n_out;
-  NS_GRID_STRIDE (e, n)
-    {
-      float sum = 0.0f;
-      for (int s = 0; s < a.splits; s++)
-        sum += a.part[s * n + e];
-      gemv_store (a, (int) (e / a.n_out), (int) (e % a.n_out), sum);
-    }
+  ns_gemv_store_linear (a.y + (size_t) r * a.n_out + o, a.bias, a.scale, o, sum, a.accumulate,
+                        FALSE);
 }
 
 /* Any k, any alignment: one warp per output row, scalar loads. */
@@ -223,14 +50,14 @@ gemv_any_kernel (const GemvArgs a, int rows)
   int o = blockIdx.x * NS_GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (o >= a.n_out)
     return;
-  float acc[GEMV_MAX_ROWS] = { 0 };
+  float acc[NS_GEMV_MAX_ROWS] = { 0 };
   for (int i = lane; i < a.k; i += 32)
     {
       float wv = Fmt<F>::load1 (a.w, (size_t) o * a.k + i);
       for (int r = 0; r < rows; r++)
         acc[r] += wv * a.x[(size_t) r * a.k + i];
     }
-  for (int r = 0; r < GEMV_MAX_ROWS; r++)
+  for (int r = 0; r < NS_GEMV_MAX_ROWS; r++)
     {
       float sum = ns_warp_sum (acc[r]);
       if (lane == 0 && r < rows)
@@ -238,66 +65,38 @@ gemv_any_kernel (const GemvArgs a, int rows)
     }
 }
 
-template <NsDType F, int R>
-static void
-launch_gemv (NsBackend *b, const GemvArgs &a)
-{
-  unsigned blocks = ns_div_up (ns_div_up (a.n_out, NS_GEMV_OUTS), NS_GEMV_WARPS);
-  gemv_kernel<F, R><<<dim3 (blocks, a.splits), NS_GEMV_WARPS * 32, 0, ns_cuda (b)->stream>>> (a);
-}
-
 template <NsDType F>
 static void
-gemv_rows (NsBackend *b, const GemvArgs &a, int rows)
+gemv_any (NsBackend *b, const GemvArgs &a, int rows)
 {
-  switch (rows)
-    {
-    case 1: launch_gemv<F, 1> (b, a); break;
-    case 2: launch_gemv<F, 2> (b, a); break;
-    case 3: launch_gemv<F, 3> (b, a); break;
-    case 4: launch_gemv<F, 4> (b, a); break;
-    case 5: launch_gemv<F, 5> (b, a); break;
-    case 6: launch_gemv<F, 6> (b, a); break;
-    case 7: launch_gemv<F, 7> (b, a); break;
-    default: launch_gemv<F, 8> (b, a); break;
-    }
+  gemv_any_kernel<F><<<ns_div_up (a.n_out, NS_GEMV_WARPS), NS_GEMV_WARPS * 32, 0,
+                       ns_cuda (b)->stream>>> (a, rows);
 }
 
-/* ≤ 8 rows of one weight format. */
-template <NsDType F>
+/* ≤ 8 rows: the shared GEMV, or the scalar kernel where it cannot load. */
 static void
-gemv (NsBackend *b, GemvArgs a, int rows)
+gemv (NsBackend *b, const GemvArgs &a, const NsMat *w, int rows)
 {
-  NsCudaBackend *cb = ns_cuda (b);
-  constexpr int VEC = Fmt<F>::VEC;
-  if (a.k % VEC != 0 || (uintptr_t) a.x % 16 != 0 || (uintptr_t) a.w % 16 != 0)
+  if (ns_gemv_fits (w, a.x))
     {
-      gemv_any_kernel<F><<<ns_div_up (a.n_out, NS_GEMV_WARPS), NS_GEMV_WARPS * 32, 0,
-                           cb->stream>>> (a, rows);
+      NsGemvTask t = {};
+      NsGemvMat m = { a.w, a.scale, a.bias, a.y };
+      t.m[0] = m;
+      t.n_out[0] = a.n_out;
+      t.n_mats = 1;
+      t.k = a.k;
+      t.rows = rows;
+      ns_gemv_launch (b, t, NsGemvPlainX { a.x, a.k }, NsGemvStore { a.accumulate, FALSE },
+                      w->dtype);
       return;
     }
-  a.splits = ns_ix_gemv_splits (a.n_out, a.k, VEC, cb->n_sms, GEMV_RESIDENT);
-  if (a.splits > 1)
+  switch (w->dtype)
     {
-      a.part = (float *) ns_cuda_workspace (b, (size_t) a.splits * rows * a.n_out * sizeof (float));
-      if (a.part == NULL)
-        return;
-    }
-  gemv_rows<F> (b, a, rows);
-  if (a.splits > 1)
-    gemv_reduce_kernel<<<ns_grid_for ((size_t) rows * a.n_out), 256, 0, cb->stream>>> (a, rows);
-}
-
-static void
-gemv_any_format (NsBackend *b, const GemvArgs &a, NsDType dtype, int rows)
-{
-  switch (dtype)
-    {
-    case NS_DTYPE_BF16: gemv<NS_DTYPE_BF16> (b, a, rows); break;
-    case NS_DTYPE_F16: gemv<NS_DTYPE_F16> (b, a, rows); break;
-    case NS_DTYPE_I8: gemv<NS_DTYPE_I8> (b, a, rows); break;
-    case NS_DTYPE_F8_E4M3: gemv<NS_DTYPE_F8_E4M3> (b, a, rows); break;
-    default: gemv<NS_DTYPE_F32> (b, a, rows); break;
+    case NS_DTYPE_BF16: gemv_any<NS_DTYPE_BF16> (b, a, rows); break;
+    case NS_DTYPE_F16: gemv_any<NS_DTYPE_F16> (b, a, rows); break;
+    case NS_DTYPE_I8: gemv_any<NS_DTYPE_I8> (b, a, rows); break;
+    case NS_DTYPE_F8_E4M3: gemv_any<NS_DTYPE_F8_E4M3> (b, a, rows); break;
+    default: gemv_any<NS_DTYPE_F32> (b, a, rows); break;
     }
 }
 
@@ -306,11 +105,11 @@ static void
 gemv_groups (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias, int rows,
              gboolean accumulate)
 {
-  for (int r0 = 0; r0 < rows; r0 += GEMV_MAX_ROWS)
+  for (int r0 = 0; r0 < rows; r0 += NS_GEMV_MAX_ROWS)
     {
-      GemvArgs a = { y + (size_t) r0 * w->rows, NULL, x + (size_t) r0 * w->cols, w->data,
-                     w->scale, ns_mat_or_none (bias), w->rows, w->cols, 1, accumulate };
-      gemv_any_format (b, a, w->dtype, MIN (GEMV_MAX_ROWS, rows - r0));
+      GemvArgs a = { y + (size_t) r0 * w->rows, x + (size_t) r0 * w->cols, w->data, w->scale,
+                     ns_mat_or_none (bias), w->rows, w->cols, accumulate };
+      gemv (b, a, w, MIN (NS_GEMV_MAX_ROWS, rows - r0));
     }
 }
 
@@ -472,8 +271,8 @@ gemm (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
         split_planes_kernel<<<ns_grid_for (nx), 256, 0, stream>>> (
           (__nv_bfloat16 *) p.planes, p.x, nx);
       gemm_pass (&p);
-      GemvArgs a = { y + (size_t) r0 * w->rows, NULL, NULL, NULL, w->scale,
-                     ns_mat_or_none (bias), w->rows, w->cols, 1, accumulate };
+      GemvArgs a = { y + (size_t) r0 * w->rows, NULL, NULL, w->scale, ns_mat_or_none (bias),
+                     w->rows, w->cols, accumulate };
       gemm_epilogue_kernel<<<ns_grid_for (ny), 256, 0, stream>>> (a, p.tmp, ny);
     }
 }
@@ -484,9 +283,11 @@ size_t
 ns_cuda_linear_workspace (NsBackend *b, int rows)
 {
   NsCudaBackend *cb = ns_cuda (b);
-  size_t splits_out = (size_t) 2 * cb->n_sms * GEMV_RESIDENT * NS_GEMV_WARPS * NS_GEMV_OUTS
-                      + cb->max_out;
-  size_t need = (size_t) GEMV_MAX_ROWS * splits_out * sizeof (float);
+  /* split partials: splits · blocks ≤ two waves + blocks (grid-index.h),
+   * over the matrices of one launch (gemv.cuh: up to NS_GEMV_MAX_MATS) */
+  size_t splits_out = (size_t) 2 * cb->n_sms * NS_GEMV_RESIDENT * NS_GEMV_WARPS * NS_GEMV_OUTS
+                      + (size_t) NS_GEMV_MAX_MATS * (cb->max_out + NS_GEMV_WARPS * NS_GEMV_OUTS);
+  size_t need = (size_t) NS_GEMV_MAX_ROWS * splits_out * sizeof (float);
   if (rows > GEMV_GROUPED_MAX_ROWS && cb->max_out > 0)
     {
       /* The worst case: the largest matrix in the format that widens most. */

@@ -8,6 +8,7 @@ static void
 cpu_destroy (NsBackend *b)
 {
   g_hash_table_unref (((NsCpuBackend *) b)->owned);
+  g_free (((NsCpuBackend *) b)->workspace);
   g_free (b);
 }
 
@@ -24,6 +25,10 @@ static const NsBackendOps cpu_ops = {
   .sync = ns_cpu_sync,
   .embedding = ns_cpu_embedding,
   .linear = ns_cpu_linear,
+  .linear_multi = ns_cpu_linear_multi,
+  .linear_swiglu = ns_cpu_linear_swiglu,
+  .norm_modulate_linear = ns_cpu_norm_modulate_linear,
+  .linear_gated_add = ns_cpu_linear_gated_add,
   .rmsnorm = ns_cpu_rmsnorm,
   .layernorm = ns_cpu_layernorm,
   .modulate = ns_cpu_modulate,

@@ -13,6 +13,8 @@ typedef struct {
   NsBackend parent;
   int threads;            /* OpenMP team size for this instance (≥ 1) */
   GHashTable *owned;      /* weight memory the backend allocated (quantized data, scales) */
+  float *workspace;       /* scratch of the fused ops (ns_cpu_workspace) */
+  size_t workspace_floats;
 } NsCpuBackend;
 
 static inline int
@@ -114,6 +116,10 @@ gboolean ns_cpu_upload_quantized (NsBackend *b, const NsTensorView *q, const NsT
 void     ns_cpu_release (NsBackend *b, NsMat *m);
 gboolean ns_cpu_sync (NsBackend *b, GError **error);
 gboolean ns_cpu_reserve (NsBackend *b, int max_rows, GError **error);
+/* Scratch of at least n floats, valid until the next call: it grows (by
+ * half again) only when a larger one is asked for, so ops that run every
+ * token allocate nothing after the first. */
+float   *ns_cpu_workspace (NsBackend *b, size_t n);
 void     ns_cpu_read_async (NsBackend *b, float *dst, const float *src, size_t n);
 
 /* embedding.c */
@@ -122,6 +128,16 @@ void ns_cpu_embedding (NsBackend *b, float *out, const NsMat *table, const int32
 /* linear.c */
 void ns_cpu_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                     int rows, gboolean accumulate);
+
+/* linear-fused.c */
+void ns_cpu_linear_multi (NsBackend *b, const NsLinearOut *outs, int n, const float *x, int rows);
+void ns_cpu_linear_swiglu (NsBackend *b, float *y, const float *x, const NsMat *gate_w,
+                           const NsMat *gate_b, const NsMat *up_w, const NsMat *up_b, int rows);
+void ns_cpu_norm_modulate_linear (NsBackend *b, float *y, const float *x,
+                                  const NsNormModulate *nm, const NsMat *w, const NsMat *bias,
+                                  int rows, gboolean silu);
+void ns_cpu_linear_gated_add (NsBackend *b, float *x, const float *gate, const float *m,
+                              const NsMat *w, const NsMat *bias, int rows, int gate_stride);
 
 /* norm.c, groupnorm.c */
 void ns_cpu_rmsnorm (NsBackend *b, float *y, const float *x, const NsMat *weight,

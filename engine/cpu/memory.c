@@ -217,6 +217,19 @@ ns_cpu_reserve (NsBackend *b, int max_rows, GError **error)
   return TRUE;
 }
 
+float *
+ns_cpu_workspace (NsBackend *b, size_t n)
+{
+  NsCpuBackend *cpu = (NsCpuBackend *) b;
+  if (n > cpu->workspace_floats)
+    {
+      cpu->workspace_floats = MAX (n, cpu->workspace_floats + cpu->workspace_floats / 2);
+      g_free (cpu->workspace);
+      cpu->workspace = g_new (float, cpu->workspace_floats);
+    }
+  return cpu->workspace;
+}
+
 /* Host memory: the copy is done when the call returns. */
 void
 ns_cpu_read_async (NsBackend *b, float *dst, const float *src, size_t n)

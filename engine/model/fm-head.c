@@ -9,7 +9,9 @@
  * (ns_fm_head_set_times), and once per token ns_fm_head_set_cond computes the
  * shift/scale/gate of every step and CFG row in one GEMM per block with
  * steps·rows rows. The sequential loop (ns_fm_head_forward) then runs only
- * the x path. */
+ * the x path: per block the norm, modulation, mlp.0 and SiLU are one
+ * norm_modulate_linear and mlp.2 with the gated residual one
+ * linear_gated_add; the final layer is one norm_modulate_linear. */
 #include <math.h>
 
 #include "model/pipeline-private.h"
@@ -34,8 +36,7 @@ struct NsFmHead {
 
 /* Buffers in backend memory: B_TEMB, B_Y, B_SY, B_FEAT, B_TH and the
  * modulations hold steps·rows rows (step-major); the rest `rows` rows. */
-enum { B_TEMB, B_COND, B_Y, B_SY, B_MODS, B_FMOD, B_FEAT, B_TH, B_H, B_U, B_U2, B_M1, B_M,
-       N_BUFS };
+enum { B_TEMB, B_COND, B_Y, B_SY, B_MODS, B_FMOD, B_FEAT, B_TH, B_H, B_M1, N_BUFS };
 
 struct NsFmState {
   NsBackend *b;
@@ -139,8 +140,8 @@ ns_fm_state_new (NsFmHead *head, int rows, int steps, GError **error)
   const size_t sizes[N_BUFS] = {
     [B_TEMB] = sr * d, [B_COND] = r * d, [B_Y] = sr * d, [B_SY] = sr * d,
     [B_MODS] = (size_t) MAX (head->n_blocks, 1) * sr * 3 * d, [B_FMOD] = sr * 2 * d,
-    [B_FEAT] = sr * head->n_features, [B_TH] = sr * d, [B_H] = r * d, [B_U] = r * d,
-    [B_U2] = r * d, [B_M1] = r * head->mlp_hidden, [B_M] = r * d,
+    [B_FEAT] = sr * head->n_features, [B_TH] = sr * d, [B_H] = r * d,
+    [B_M1] = r * head->mlp_hidden,
   };
   for (int i = 0; i < N_BUFS; i++)
     if ((st->buf[i] = head->b->ops->alloc (head->b, sizes[i], error)) == NULL)
@@ -204,21 +205,18 @@ ns_fm_head_forward (NsFmHead *head, NsFmState *st, int step, const float *x, flo
   const NsBackendOps *ops = b->ops;
   int d = head->dim, rows = st->rows;
   size_t sr = (size_t) st->steps * rows;
-  float *h = st->buf[B_H], *u = st->buf[B_U], *u2 = st->buf[B_U2];
+  float *h = st->buf[B_H];
   ops->linear (b, h, x, &head->g.in_w, &head->g.in_b, rows, FALSE);
   for (int k = 0; k < head->n_blocks; k++)
     {
       const Block *bl = &head->blocks[k];
       const float *mod = st->buf[B_MODS] + ((size_t) k * sr + (size_t) step * rows) * 3 * d;
-      ops->layernorm (b, u, h, &bl->ln_w, &bl->ln_b, rows, d, FM_LN_EPS);
-      ops->modulate (b, u2, u, mod, mod + d, rows, d, 3 * d);
-      ops->linear (b, st->buf[B_M1], u2, &bl->mlp0_w, &bl->mlp0_b, rows, FALSE);
-      ops->silu (b, st->buf[B_M1], st->buf[B_M1], (size_t) rows * head->mlp_hidden);
-      ops->linear (b, st->buf[B_M], st->buf[B_M1], &bl->mlp2_w, &bl->mlp2_b, rows, FALSE);
-      ops->gated_add (b, h, mod + 2 * d, st->buf[B_M], rows, d, 3 * d);
+      const NsNormModulate nm = { &bl->ln_w, &bl->ln_b, FM_LN_EPS, mod, mod + d, 3 * d };
+      ops->norm_modulate_linear (b, st->buf[B_M1], h, &nm, &bl->mlp0_w, &bl->mlp0_b, rows, TRUE);
+      ops->linear_gated_add (b, h, mod + 2 * d, st->buf[B_M1], &bl->mlp2_w, &bl->mlp2_b, rows,
+                             3 * d);
     }
   const float *fmod = st->buf[B_FMOD] + (size_t) step * rows * 2 * d;
-  ops->layernorm (b, u, h, NULL, NULL, rows, d, FM_LN_EPS);
-  ops->modulate (b, u2, u, fmod, fmod + d, rows, d, 2 * d);
-  ops->linear (b, v, u2, &head->g.out_w, &head->g.out_b, rows, FALSE);
+  const NsNormModulate nm = { NULL, NULL, FM_LN_EPS, fmod, fmod + d, 2 * d };
+  ops->norm_modulate_linear (b, v, h, &nm, &head->g.out_w, &head->g.out_b, rows, FALSE);
 }

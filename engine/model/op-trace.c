@@ -82,6 +82,15 @@ TRACED (embedding, OP, (NsBackend *b, float *out, const NsMat *table, const int3
 TRACED (linear, OP, (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias, int rows, gboolean accumulate),
         (IN, y, x, w, bias, rows, accumulate),
         "%p %p %p %p %d %d", (const void *) y, (const void *) x, mat_data (w), mat_data (bias), (int) rows, (int) accumulate)
+TRACED (linear_swiglu, OP, (NsBackend *b, float *y, const float *x, const NsMat *gate_w, const NsMat *gate_b, const NsMat *up_w, const NsMat *up_b, int rows),
+        (IN, y, x, gate_w, gate_b, up_w, up_b, rows),
+        "%p %p %p %p %p %p %d", (const void *) y, (const void *) x, mat_data (gate_w), mat_data (gate_b), mat_data (up_w), mat_data (up_b), (int) rows)
+TRACED (norm_modulate_linear, OP, (NsBackend *b, float *y, const float *x, const NsNormModulate *nm, const NsMat *w, const NsMat *bias, int rows, gboolean silu),
+        (IN, y, x, nm, w, bias, rows, silu),
+        "%p %p nm(%p %p %.9g %p %p %d) %p %p %d %d", (const void *) y, (const void *) x, mat_data (nm->weight), mat_data (nm->bias), (double) nm->eps, (const void *) nm->shift, (const void *) nm->scale, nm->mod_stride, mat_data (w), mat_data (bias), (int) rows, (int) silu)
+TRACED (linear_gated_add, OP, (NsBackend *b, float *x, const float *gate, const float *m, const NsMat *w, const NsMat *bias, int rows, int gate_stride),
+        (IN, x, gate, m, w, bias, rows, gate_stride),
+        "%p %p %p %p %p %d %d", (const void *) x, (const void *) gate, (const void *) m, mat_data (w), mat_data (bias), (int) rows, (int) gate_stride)
 TRACED (rmsnorm, OP, (NsBackend *b, float *y, const float *x, const NsMat *weight, int rows, int dim, float eps),
         (IN, y, x, weight, rows, dim, eps),
         "%p %p %p %d %d %.9g", (const void *) y, (const void *) x, mat_data (weight), (int) rows, (int) dim, (double) eps)
@@ -154,6 +163,18 @@ TRACED (unpatchify, OP, (NsBackend *b, float *latent, const float *tokens, int c
 TRACED (read_async, READ, (NsBackend *b, float *dst, const float *src, size_t n),
         (IN, dst, src, n),
         "%p %p %zu", (const void *) dst, (const void *) src, n)
+
+/* One log line for all outputs: (y w bias) per output. */
+static void
+trace_linear_multi (NsBackend *b, const NsLinearOut *outs, int n, const float *x, int rows)
+{
+  g_autoptr (GString) args = g_string_new (NULL);
+  for (int j = 0; j < n; j++)
+    g_string_append_printf (args, "(%p %p %p) ", (const void *) outs[j].y, mat_data (outs[j].w),
+                            mat_data (outs[j].bias));
+  note (b, "linear_multi", OP, "%s%p %d", args->str, (const void *) x, rows);
+  IN->ops->linear_multi (IN, outs, n, x, rows);
+}
 
 static float *
 trace_alloc (NsBackend *b, size_t n, GError **error)
@@ -252,7 +273,9 @@ ns_op_trace_new (NsBackend *inner, gboolean keep_log)
 #define SET(name) ops->name = trace_##name
   ops->name = "trace";
   SET (destroy); SET (alloc); SET (free); SET (write); SET (read); SET (copy); SET (upload);
-  SET (release); SET (sync); SET (embedding); SET (linear); SET (rmsnorm); SET (layernorm);
+  SET (release); SET (sync); SET (embedding); SET (linear); SET (linear_multi);
+  SET (linear_swiglu); SET (norm_modulate_linear); SET (linear_gated_add); SET (rmsnorm);
+  SET (layernorm);
   SET (modulate); SET (gated_add); SET (silu); SET (silu_mul); SET (add); SET (rope);
   SET (kv_store); SET (attention); SET (counter_add); SET (add_indexed_row);
   SET (time_features); SET (noise); SET (cfg_combine); SET (sampler_step);

@@ -1,9 +1,10 @@
 /* transformer.c — the Qwen2 backbone (docs/model.md §3) with a KV cache, and the
  * image projectors, written against the backend ops table.
  *
- * Layer: n1 = RMSNorm(x); q,k,v = W n1 + b; RoPE (rotate_half, angles in
- * double); causal GQA attention over the cache with pads masked as keys;
- * x += Wo a; x += Wdown(silu(Wgate n2) ⊙ Wup n2) with n2 = RMSNorm(x).
+ * Layer: n1 = RMSNorm(x); q,k,v = W n1 + b (one linear_multi); RoPE
+ * (rotate_half, angles in double); causal GQA attention over the cache with
+ * pads masked as keys; x += Wo a; x += Wdown(silu(Wgate n2) ⊙ Wup n2) with
+ * n2 = RMSNorm(x) (the product in one linear_swiglu).
  * Positions are the slot index (pads included), as in the official code. */
 #include <string.h>
 
@@ -37,7 +38,7 @@ struct NsKvCache {
   int32_t *pos;             /* backend int32: positions cached so far (the `start` of ops) */
   float **k, **v;           /* per layer [rows, kv_heads, capacity, head_dim] */
   float *key_valid;         /* [rows, capacity] 1/0; 1 until a prefill marks pads */
-  float *norm, *q, *kn, *vn, *attn, *gate, *up;   /* scratch for rows·max_step */
+  float *norm, *q, *kn, *vn, *attn, *gate;   /* scratch for rows·max_step */
 };
 
 #define N_MATS(s) (sizeof (s) / sizeof (NsMat))
@@ -218,8 +219,7 @@ ns_kv_cache_new (NsTransformer *tr, int rows, int capacity, int max_step, GError
     && (kv->attn = b->ops->alloc (b, r * tr->heads * tr->head_dim, error)) != NULL
     && (kv->kn = b->ops->alloc (b, r * tr->kv_heads * tr->head_dim, error)) != NULL
     && (kv->vn = b->ops->alloc (b, r * tr->kv_heads * tr->head_dim, error)) != NULL
-    && (kv->gate = b->ops->alloc (b, r * tr->inter, error)) != NULL
-    && (kv->up = b->ops->alloc (b, r * tr->inter, error)) != NULL;
+    && (kv->gate = b->ops->alloc (b, r * tr->inter, error)) != NULL;
   if (!ok)
     {
       ns_kv_cache_free (kv);
@@ -252,7 +252,7 @@ ns_kv_cache_free (NsKvCache *kv)
   if (kv == NULL)
     return;
   NsBackend *b = kv->tr->b;
-  float *bufs[] = { kv->key_valid, kv->norm, kv->q, kv->attn, kv->kn, kv->vn, kv->gate, kv->up };
+  float *bufs[] = { kv->key_valid, kv->norm, kv->q, kv->attn, kv->kn, kv->vn, kv->gate };
   for (size_t i = 0; i < G_N_ELEMENTS (bufs); i++)
     if (bufs[i])
       b->ops->free (b, bufs[i]);
@@ -294,10 +294,11 @@ run_layer (NsKvCache *kv, const Layer *ly, int l, float *x, int n)
   const NsBackendOps *ops = b->ops;
   int rn = kv->rows * n;
 
+  const NsLinearOut qkv[] = { { kv->q, &ly->q_w, ns_weight_or_null (&ly->q_b) },
+                              { kv->kn, &ly->k_w, ns_weight_or_null (&ly->k_b) },
+                              { kv->vn, &ly->v_w, ns_weight_or_null (&ly->v_b) } };
   ops->rmsnorm (b, kv->norm, x, &ly->ln1, rn, tr->hidden, tr->eps);
-  ops->linear (b, kv->q, kv->norm, &ly->q_w, ns_weight_or_null (&ly->q_b), rn, FALSE);
-  ops->linear (b, kv->kn, kv->norm, &ly->k_w, ns_weight_or_null (&ly->k_b), rn, FALSE);
-  ops->linear (b, kv->vn, kv->norm, &ly->v_w, ns_weight_or_null (&ly->v_b), rn, FALSE);
+  ops->linear_multi (b, qkv, G_N_ELEMENTS (qkv), kv->norm, rn);
   ops->rope (b, kv->q, kv->pos, kv->rows, n, tr->heads, tr->head_dim, tr->theta);
   ops->rope (b, kv->kn, kv->pos, kv->rows, n, tr->kv_heads, tr->head_dim, tr->theta);
   ops->kv_store (b, kv->k[l], kv->kn, kv->rows, n, kv->pos, tr->kv_heads, tr->head_dim,
@@ -309,9 +310,8 @@ run_layer (NsKvCache *kv, const Layer *ly, int l, float *x, int n)
   ops->linear (b, x, kv->attn, &ly->o_w, ns_weight_or_null (&ly->o_b), rn, TRUE);
 
   ops->rmsnorm (b, kv->norm, x, &ly->ln2, rn, tr->hidden, tr->eps);
-  ops->linear (b, kv->gate, kv->norm, &ly->gate_w, ns_weight_or_null (&ly->gate_b), rn, FALSE);
-  ops->linear (b, kv->up, kv->norm, &ly->up_w, ns_weight_or_null (&ly->up_b), rn, FALSE);
-  ops->silu_mul (b, kv->gate, kv->gate, kv->up, (size_t) rn * tr->inter);
+  ops->linear_swiglu (b, kv->gate, kv->norm, &ly->gate_w, ns_weight_or_null (&ly->gate_b),
+                      &ly->up_w, ns_weight_or_null (&ly->up_b), rn);
   ops->linear (b, x, kv->gate, &ly->down_w, ns_weight_or_null (&ly->down_b), rn, TRUE);
 }
 

@@ -25,7 +25,7 @@ limit=$((64 * 1024 * 1024))
 skip_lib='^(linux-vdso|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|ld-linux|libcuda|libcudart|libcublas|libstdc\+\+|libgcc_s)'
 
 programs=(engine/cli/nextstep tests/model/test-golden-cli tests/ops/test-cuda)
-for t in memory linear norm elementwise attention conv sampler grid-index; do
+for t in memory linear linear-fused norm elementwise attention conv sampler grid-index; do
   programs+=("tests/ops/test-ops-$t")
 done
 

@@ -5,6 +5,7 @@
  *  - host traffic per image token: at most one read and one wait, no write;
  *  - the ops of consecutive tokens are the same ops on the same buffers with
  *    the same arguments (what a captured graph replays);
+ *  - the ops of a decode layer and of an FM-head step (the fused linears);
  *  - and, so that neither check passes vacuously, that the counter sees the
  *    waits `timings` adds and that the log sees a changed argument. */
 #include <string.h>
@@ -167,19 +168,67 @@ test_token_contract (gconstpointer data)
   golden_run_free (run);
 }
 
+/* The t2i-ghgrid-64 golden run loaded into f, or NULL (the test skipped)
+ * without golden data. */
+static GoldenRun *
+load_ghgrid (Fixture *f, gboolean timings)
+{
+  if (ns_test_golden_dir () == NULL)
+    {
+      g_test_skip ("no golden data");
+      return NULL;
+    }
+  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-ghgrid-64");
+  fixture_init (f, run, timings);
+  return run;
+}
+
+/* Ops per decode layer and per FM-head step, with the fused linears of
+ * backend.h (15 and 4 + 6 per block before them): a layer is rmsnorm,
+ * linear_multi, 2 rope, 2 kv_store, attention, o_proj, rmsnorm,
+ * linear_swiglu, down; a head step input_proj, per block
+ * norm_modulate_linear and linear_gated_add, the final
+ * norm_modulate_linear. The decode step ends with the counter, a copy per
+ * row and the final norm. */
+#define LAYER_OPS 11
+#define HEAD_OPS(blocks) (2 + 2 * (blocks))
+
+static void
+test_op_counts (void)
+{
+  Fixture f = { 0 };
+  GoldenRun *run = load_ghgrid (&f, FALSE);
+  if (run == NULL)
+    return;
+  g_autoptr (GError) error = NULL;
+  int rows = f.cfg_mult * f.n;
+  float *x = f.b->ops->alloc (f.b, (size_t) rows * f.cfg.hidden_size, &error);
+  float *tok = f.b->ops->alloc (f.b, (size_t) 2 * rows * f.dim, &error);
+  NsFmState *st = ns_fm_state_new (f.head, rows, 1, &error);
+  g_assert_no_error (error);
+  ns_op_trace_reset (f.b);
+  ns_transformer_decode (f.tr, f.kv, x, ns_token_loop_last_hidden (f.loop));
+  g_assert_cmpuint (ns_op_trace_counts (f.b)->ops, ==,
+                    (guint64) f.cfg.num_hidden_layers * LAYER_OPS + 2 + rows);
+  ns_op_trace_reset (f.b);
+  ns_fm_head_forward (f.head, st, 0, tok, tok + (size_t) rows * f.dim);
+  g_assert_cmpuint (ns_op_trace_counts (f.b)->ops, ==, HEAD_OPS (f.cfg.fm_head_layers));
+  ns_fm_state_free (st);
+  ns_backend_free_any (f.b, x);
+  ns_backend_free_any (f.b, tok);
+  fixture_clear (&f);
+  golden_run_free (run);
+}
+
 /* The checks above can fail: `timings` waits twice more per token, and a
  * changed argument (another feed_back) changes the log. */
 static void
 test_checks_can_fail (void)
 {
-  if (ns_test_golden_dir () == NULL)
-    {
-      g_test_skip ("no golden data");
-      return;
-    }
-  GoldenRun *run = golden_run_load ("t2i-tiny", "t2i-ghgrid-64");
   Fixture f = { 0 };
-  fixture_init (&f, run, TRUE);
+  GoldenRun *run = load_ghgrid (&f, TRUE);
+  if (run == NULL)
+    return;
   NsOpCounts c;
   g_autoptr (GPtrArray) first = run_token (&f, 0, &c);
   g_assert_cmpuint (c.syncs, ==, 3);
@@ -195,5 +244,6 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   golden_run_add_tests ("/model/token-loop", test_token_contract);
   g_test_add_func ("/model/token-loop/checks-can-fail", test_checks_can_fail);
+  g_test_add_func ("/model/token-loop/op-counts", test_op_counts);
   return g_test_run ();
 }

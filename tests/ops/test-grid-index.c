@@ -22,6 +22,62 @@ assert_all_seen (const guint8 *seen, size_t n)
     g_assert_cmpuint (seen[i], ==, 1);
 }
 
+/* Calls fn (at) for each 16-byte load of `vec` elements that the lanes of
+ * every split make, walking k as the GEMV kernels do (lane · vec, stride
+ * 32 lanes × 2 loads in flight). */
+static void
+each_load (int k, int splits, int vec, void (*fn) (int at, gpointer data), gpointer data)
+{
+  for (int s = 0; s < splits; s++)
+    {
+      int k0, k1;
+      ns_ix_split_range (k, splits, vec, s, &k0, &k1);
+      for (int lane = 0; lane < 32; lane++)
+        for (int i = k0 + lane * vec; i < k1; i += 32 * vec * 2)
+          for (int u = 0; u < 2 && i + u * 32 * vec < k1; u++)
+            fn (i + u * 32 * vec, data);
+    }
+}
+
+typedef struct {
+  int k;
+  int *seen;
+  int vec;
+} LaneWalk;
+
+/* The q4 load at `at`: each nibble's element, byte and scale group are
+ * those of q4-layout.h. */
+static void
+q4_load (int at, gpointer data)
+{
+  LaneWalk *walk = data;
+  size_t vec = (size_t) at / NS_Q4_VEC;
+  for (int kk = 0; kk < 8; kk++)
+    for (int t = 0; t < 4; t++)
+      {
+        size_t e = ns_q4_vec_element (vec, t, kk);
+        g_assert_cmpuint (e, <, (size_t) walk->k);
+        g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + kk / 2);
+        g_assert_cmpint (ns_q4_shift (e), ==, 4 * (kk % 2));
+        /* the kernel's scale: nibble 4·(kk / 4)'s group */
+        size_t g = ns_q4_vec_element (vec, 0, NS_Q4_GROUP >= NS_Q4_BLOCK ? 0 : 4 * (kk / 4));
+        g_assert_cmpuint (g / NS_Q4_GROUP, ==, e / NS_Q4_GROUP);
+        walk->seen[e]++;
+      }
+}
+
+/* A gemv.cuh load at `at`: elements at … at + vec − 1. */
+static void
+plain_load (int at, gpointer data)
+{
+  LaneWalk *walk = data;
+  for (int e = at; e < at + walk->vec; e++)
+    {
+      g_assert_cmpint (e, <, walk->k);
+      walk->seen[e]++;
+    }
+}
+
 static void
 test_patch (void)
 {
@@ -193,6 +249,110 @@ test_gemv_grid (void)
   g_assert_cmpint (ns_ix_gemv_splits (1024, 5120, 8, 132, 4) * (1024 / 16), >=, 2 * 132);
 }
 
+/* gemv.cuh's lane walk over a split (lane · VEC, stride 32 lanes ×
+ * GEMV_UNROLL loads) reads every element of k once, for each format's VEC. */
+static void
+test_gemv_lanes (void)
+{
+  const int ks[] = { 16, 64, 1536, 5120, 13824, 18944 };
+  for (guint a = 0; a < G_N_ELEMENTS (ks); a++)
+    for (int vec = 4; vec <= 16; vec *= 2)
+      {
+        int k = ks[a], splits = ns_ix_gemv_splits (1024, k, vec, 132, 4);
+        g_autofree int *seen = g_new0 (int, k);
+        LaneWalk walk = { k, seen, vec };
+        each_load (k, splits, vec, plain_load, &walk);
+        for (int e = 0; e < k; e++)
+          g_assert_cmpint (seen[e], ==, 1);
+      }
+}
+
+/* One GEMV launch over several matrices (gemv.cuh): the slots of every
+ * warp own each weight row of each matrix exactly once (past the end:
+ * nothing), each stored (slot, row of x) has its own lane, the split
+ * partials of all matrices get distinct places inside the workspace that
+ * linear.cu reserves, and the reduce kernel visits every output once. */
+static void
+check_gemv_layout (const int *n_out, int n_mats, int paired, int k, int rows)
+{
+  int first[NS_GEMV_MAX_MATS + 1], total_rows = 0, max_out = 0;
+  int blocks = ns_ix_gemv_first_blocks (n_out, n_mats, paired, first);
+  GHashTable *seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+  g_autofree gint64 *keys = g_new (gint64, (size_t) blocks * NS_GEMV_WARPS * NS_GEMV_OUTS);
+  size_t n_keys = 0;
+  for (int j = 0; j < n_mats; j++)
+    {
+      total_rows += n_out[j];
+      max_out = MAX (max_out, n_out[j]);
+    }
+  for (int blk = 0; blk < blocks; blk++)
+    for (int w = 0; w < NS_GEMV_WARPS; w++)
+      for (int o = 0; o < NS_GEMV_OUTS; o++)
+        {
+          int mat, row;
+          ns_ix_gemv_slot (first, n_mats, paired, blk, w, o, &mat, &row);
+          g_assert_cmpint (mat, >=, 0);
+          g_assert_cmpint (mat, <, n_mats);
+          g_assert_cmpint (row, >=, 0);
+          if (row >= n_out[mat])
+            continue;
+          keys[n_keys] = (gint64) mat << 32 | row;
+          g_assert_true (g_hash_table_add (seen, &keys[n_keys++]));
+        }
+  g_assert_cmpuint (n_keys, ==, total_rows);
+  g_hash_table_unref (seen);
+  /* lanes o · R + r: distinct and inside the warp */
+  g_assert_cmpint (NS_GEMV_OUTS * rows, <=, 32);
+  int splits = ns_ix_gemv_splits_for_blocks (blocks, k, 8, 132, 4);
+  size_t part_n = (size_t) splits * rows * total_rows;
+  g_assert_cmpuint (part_n, <=, (size_t) rows * (2 * 132 * 4 * NS_GEMV_WARPS * NS_GEMV_OUTS
+                                                + NS_GEMV_MAX_MATS
+                                                  * (max_out + NS_GEMV_WARPS * NS_GEMV_OUTS)));
+  g_autofree guint8 *part = g_new0 (guint8, part_n);
+  for (int j = 0; j < n_mats; j++)
+    for (int s = 0; s < splits; s++)
+      for (int r = 0; r < rows; r++)
+        for (int o = 0; o < n_out[j]; o++)
+          visit (part, part_n, ns_ix_gemv_part (n_out, j, splits, rows, s, r, o));
+  assert_all_seen (part, part_n);
+  size_t outs = ns_ix_gemv_outputs (n_out, n_mats, paired, rows);
+  g_assert_cmpuint (outs, ==, (size_t) rows * (paired ? n_out[0] : total_rows));
+  g_autofree guint8 *out_seen = g_new0 (guint8, part_n);
+  for (size_t e = 0; e < outs; e++)
+    {
+      int mat, r, o;
+      ns_ix_gemv_output (n_out, rows, e, &mat, &r, &o);
+      g_assert_cmpint (mat, <, paired ? 1 : n_mats);
+      g_assert_cmpint (r, <, rows);
+      g_assert_cmpint (o, <, n_out[mat]);
+      visit (out_seen, part_n, ns_ix_gemv_part (n_out, mat, 1, rows, 0, r, o));
+    }
+}
+
+static void
+test_gemv_multi_grid (void)
+{
+  /* q/k/v of the real model (5120, 1024, 1024) and of 7B-class shapes,
+   * gate/up (13824, 18944: paired), odd and tiny sizes */
+  const int sets[][3] = { { 5120, 1024, 1024 }, { 3584, 512, 512 }, { 13824, 13824, 0 },
+                          { 18944, 18944, 0 }, { 1, 1, 1 }, { 17, 5, 3 }, { 1024, 0, 0 },
+                          { 7, 7, 0 }, { 1536, 0, 0 } };
+  for (guint i = 0; i < G_N_ELEMENTS (sets); i++)
+    for (int rows = 1; rows <= 8; rows++)
+      {
+        int n_mats = sets[i][1] == 0 ? 1 : sets[i][2] == 0 ? 2 : 3;
+        check_gemv_layout (sets[i], n_mats, FALSE, 5120, rows);
+        if (n_mats == 2)
+          check_gemv_layout (sets[i], 2, TRUE, 5120, rows);
+      }
+  /* the k/v projections no longer launch alone: with q, the grid fills
+   * two waves of 132 SMs without split-K on 5120-wide rows */
+  int first[NS_GEMV_MAX_MATS + 1];
+  int blocks = ns_ix_gemv_first_blocks (sets[0], 3, FALSE, first);
+  g_assert_cmpint (blocks, ==, (5120 + 2 * 1024) / (NS_GEMV_WARPS * NS_GEMV_OUTS));
+  g_assert_cmpint (blocks * ns_ix_gemv_splits_for_blocks (blocks, 5120, 8, 132, 4), >=, 2 * 132);
+}
+
 static void
 test_groupnorm_slices (void)
 {
@@ -250,32 +410,8 @@ test_gemv_q4_grid (void)
       {
         int k = ks[a], splits = ns_ix_gemv_splits (outs[c], k, NS_Q4_VEC, 132, 4);
         g_autofree int *seen = g_new0 (int, k);
-        for (int s = 0; s < splits; s++)
-          {
-            int k0, k1;
-            ns_ix_split_range (k, splits, NS_Q4_VEC, s, &k0, &k1);
-            for (int lane = 0; lane < 32; lane++)
-              for (int i = k0 + lane * NS_Q4_VEC; i < k1; i += 32 * NS_Q4_VEC * 2)
-                for (int u = 0; u < 2; u++)
-                  {
-                    int at = i + u * 32 * NS_Q4_VEC;
-                    if (at >= k1)
-                      break;
-                    size_t vec = (size_t) at / NS_Q4_VEC;
-                    for (int kk = 0; kk < 8; kk++)
-                      for (int t = 0; t < 4; t++)
-                        {
-                          size_t e = ns_q4_vec_element (vec, t, kk);
-                          g_assert_cmpuint (e, <, (size_t) k);
-                          g_assert_cmpuint (ns_q4_byte (e), ==, 16 * vec + 4 * t + kk / 2);
-                          g_assert_cmpint (ns_q4_shift (e), ==, 4 * (kk % 2));
-                          /* the kernel's scale: nibble 4·(kk / 4)'s group */
-                          size_t g = ns_q4_vec_element (vec, 0, NS_Q4_GROUP >= NS_Q4_BLOCK ? 0 : 4 * (kk / 4));
-                          g_assert_cmpuint (g / NS_Q4_GROUP, ==, e / NS_Q4_GROUP);
-                          seen[e]++;
-                        }
-                  }
-          }
+        LaneWalk walk = { k, seen, NS_Q4_VEC };
+        each_load (k, splits, NS_Q4_VEC, q4_load, &walk);
         for (int e = 0; e < k; e++)
           g_assert_cmpint (seen[e], ==, 1);
       }
@@ -297,6 +433,8 @@ main (int argc, char **argv)
   g_test_add_func ("/grid-index/gemv-split-range", test_gemv_split_range);
   g_test_add_func ("/grid-index/gemv-grid", test_gemv_grid);
   g_test_add_func ("/grid-index/gemv-q4-grid", test_gemv_q4_grid);
+  g_test_add_func ("/grid-index/gemv-lanes", test_gemv_lanes);
+  g_test_add_func ("/grid-index/gemv-multi-grid", test_gemv_multi_grid);
   g_test_add_func ("/grid-index/groupnorm-slices", test_groupnorm_slices);
   g_test_add_func ("/grid-index/noise", test_noise_grid);
   return g_test_run ();
