@@ -10,8 +10,11 @@
  *    its ≤ 8 rows, and x is normed and modulated as it is loaded;
  *  - linear_gated_add: x += gate ⊙ (W·m + b) in the store.
  * Up to 32 rows run as groups of 8 (W read once per group, as linear.cu's
- * grouped GEMV does). What the fused kernel does not cover (q4 weights,
- * more rows, k or pointers not fit for 16-byte loads) runs as the unfused
+ * grouped GEMV does). The fused kernels exist for the formats checkpoints
+ * and the cache hold (bf16, int8, fp8): each format costs 32 kernels (8 row
+ * counts × 4 fusions) of build time for every GPU architecture. What they do
+ * not cover (f32/f16 or q4 weights, more rows, k or pointers not fit for
+ * 16-byte loads) runs as the unfused
  * op sequence in passes of rows whose intermediate fits a scratch area
  * behind what the linears take from the workspace (ns_cuda_fused_scratch),
  * which reserve sizes, so graph capture allocates nothing. */
@@ -71,7 +74,9 @@ ns_cuda_fused_scratch (NsBackend *b, int rows, size_t floats)
 static gboolean
 fusable (const Fused *f, int rows)
 {
-  if (rows < 1 || rows > FUSED_MAX_ROWS)
+  NsDType dtype = f->w[0]->dtype;
+  if (rows < 1 || rows > FUSED_MAX_ROWS
+      || (dtype != NS_DTYPE_BF16 && dtype != NS_DTYPE_I8 && dtype != NS_DTYPE_F8_E4M3))
     return FALSE;
   for (int j = 0; j < f->n; j++)
     if (!ns_gemv_fits (f->w[j], f->x) || f->w[j]->dtype != f->w[0]->dtype
@@ -80,6 +85,19 @@ fusable (const Fused *f, int rows)
   return f->kind != NORM
          || ((uintptr_t) f->nm->shift % 16 == 0 && (uintptr_t) f->nm->scale % 16 == 0
              && f->nm->mod_stride % 4 == 0);
+}
+
+/* ns_gemv_launch for the formats fusable() admits. */
+template <class X, class E>
+static void
+launch_format (NsBackend *b, const NsGemvTask &t, const X &x, const E &e, NsDType dtype)
+{
+  if (dtype == NS_DTYPE_BF16)
+    ns_gemv_format<NS_DTYPE_BF16> (b, t, x, e);
+  else if (dtype == NS_DTYPE_I8)
+    ns_gemv_format<NS_DTYPE_I8> (b, t, x, e);
+  else
+    ns_gemv_format<NS_DTYPE_F8_E4M3> (b, t, x, e);
 }
 
 /* The fused kernel over rows [r0, r0 + n), n ≤ 8. */
@@ -107,16 +125,16 @@ launch_rows (NsBackend *b, const Fused *f, int r0, int n)
       size_t at = (size_t) r0 * nm->mod_stride;
       NsGemvNormX nx = { x.x, k, ns_mat_or_none (nm->weight), ns_mat_or_none (nm->bias),
                          nm->eps, nm->shift + at, nm->scale + at, nm->mod_stride };
-      ns_gemv_launch (b, t, nx, NsGemvStore { FALSE, f->silu }, dtype);
+      launch_format (b, t, nx, NsGemvStore { FALSE, f->silu }, dtype);
     }
   else if (f->kind == SWIGLU)
-    ns_gemv_launch (b, t, x, NsGemvSwiglu {}, dtype);
+    launch_format (b, t, x, NsGemvSwiglu {}, dtype);
   else if (f->kind == GATED)
-    ns_gemv_launch (b, t, x,
-                    NsGemvGatedAdd { f->gate + (size_t) r0 * f->gate_stride, f->gate_stride },
-                    dtype);
+    launch_format (b, t, x,
+                   NsGemvGatedAdd { f->gate + (size_t) r0 * f->gate_stride, f->gate_stride },
+                   dtype);
   else
-    ns_gemv_launch (b, t, x, NsGemvStore { FALSE, FALSE }, dtype);
+    launch_format (b, t, x, NsGemvStore { FALSE, FALSE }, dtype);
 }
 
 /* The unfused sequence over rows [r0, r0 + n), its intermediate in tmp. */
