@@ -28,6 +28,8 @@
                                L1 the loads still waited for memory and int8 read at
                                60 % of the bandwidth, at 32 Ki weights 85–100 % (Zen 4) */
 
+static gboolean allowed = TRUE;
+
 gboolean
 ns_cpu_gemv_avx512 (void)
 {
@@ -37,7 +39,13 @@ ns_cpu_gemv_avx512 (void)
       __builtin_cpu_init ();
       have = __builtin_cpu_supports ("x86-64-v4") != 0;
     }
-  return have;
+  return have && allowed;
+}
+
+void
+ns_cpu_gemv_avx512_allow (gboolean allow)
+{
+  allowed = allow;
 }
 
 /* 16 codes at p as f32: int8 converted; fp8 e4m3 with sign, exponent and

@@ -15,8 +15,13 @@
 G_BEGIN_DECLS
 
 #if NS_GEMV_AVX512
-/* TRUE on a CPU with the x86-64-v4 instructions (AVX-512 F/BW/CD/DQ/VL). */
+/* TRUE on a CPU with the x86-64-v4 instructions (AVX-512 F/BW/CD/DQ/VL),
+ * unless turned off. */
 gboolean ns_cpu_gemv_avx512 (void);
+
+/* FALSE makes linear.c use its own loops even on such a CPU: the tests run
+ * both paths on one machine. Not thread-safe; set it between ops. */
+void ns_cpu_gemv_avx512_allow (gboolean allow);
 
 /* sums[k·rows + r] = Σ_i code(W_k[i]) · x[r][i] for nw ≤ 8 weight rows of
  * int8 (fp8 FALSE) or fp8 e4m3 codes `ldw` apart, unscaled, and rows ≤ 8
@@ -30,6 +35,7 @@ void ns_cpu_dot_q4_avx512 (int nw, int rows, const uint8_t *w, const uint16_t *s
                            const float *const *x, int n, float *sums);
 #else
 #  define ns_cpu_gemv_avx512() FALSE
+#  define ns_cpu_gemv_avx512_allow(allow) ((void) (allow))
 #endif
 
 G_END_DECLS
