@@ -67,7 +67,7 @@ widen16 (const void *p, gboolean fp8)
   return _mm512_cvtph_ps (h);
 }
 
-/* One code as f32 (unscaled), for a row's last n % 16 elements. */
+/* One code as f32 (unscaled), for a row's last n % 64 elements. */
 static float
 widen1 (const int8_t *w, int i, gboolean fp8)
 {
