@@ -16,6 +16,7 @@
 #include <time.h>
 #include "nextstep.h"
 #include "backend.h"
+#include "cpu/cpu-backend.h"
 #include "q4-layout.h"
 #include "commands.h"
 #include "files/config.h"
@@ -45,7 +46,12 @@ typedef struct {
   int layers, all_layers, steps, kv, tokens, threads;
   double read_gbs, copy_gbs, floor_gbs;
   double token_ms, backbone_ms, head_ms;        /* per token, layers measured */
+  /* The same in CPU time per thread (process CPU time / threads; run with
+   * OMP_WAIT_POLICY=passive so that waiting threads do not spin): what a
+   * shared machine's wall clock does not show. 0 for a device backend. */
+  double read_cpu_gbs, token_cpu_ms, backbone_cpu_ms, head_cpu_ms;
   double token_bytes;
+  double layer_step_bytes, head_step_bytes;     /* one layer (with its KV), one head step */
   double ops, reads, writes, syncs;             /* per token */
   double full_token_ms;                         /* scaled to every layer */
   double e2e_256_s, e2e_512_s;
@@ -102,46 +108,60 @@ stamp_since (Stamp t0)
 
 /* Bandwidth in GB/s. */
 typedef struct {
-  double read, copy;
+  double read, copy, read_cpu;    /* read_cpu: per CPU-second of each thread */
 } Bandwidth;
 
+/* Each thread's share of a's floats summed (ns_cpu_stream_sum); returns the
+ * total so the reads are not optimised away. */
+static float
+parallel_read (const float *a, size_t n, int threads)
+{
+  float total = 0;
+#pragma omp parallel num_threads (threads) reduction (+:total)
+  {
+#ifdef _OPENMP
+    int t = omp_get_thread_num (), nt = omp_get_num_threads ();
+#else
+    int t = 0, nt = 1;
+#endif
+    size_t chunk = (n / nt + 15) & ~(size_t) 15;
+    size_t start = MIN (n, chunk * t);
+    total += ns_cpu_stream_sum (a + start, MIN (chunk, n - start));
+  }
+  return total;
+}
+
 /* STREAM-like host bandwidth: best of several multi-threaded passes. read =
- * sum of 8-byte words (what a GEMV does), copy = a → b counting both. */
+ * a vectorised, prefetched sum of floats (what a GEMV does, as fast as it
+ * can do it), copy = a → b counting both. */
 static void
 host_bandwidth (int threads, Bandwidth *bw)
 {
-  size_t words = BANDWIDTH_FLOATS / 2;
-  guint64 *a = g_new (guint64, words), *c = g_new (guint64, words);
+  size_t n = BANDWIDTH_FLOATS;
+  float *a = g_new (float, n), *c = g_new (float, n);
 #pragma omp parallel for num_threads (threads) schedule (static)
-  for (size_t i = 0; i < words; i++)
-    a[i] = c[i] = i;
-  guint64 sink = 0;
+  for (size_t i = 0; i < n; i++)
+    a[i] = c[i] = (float) (i & 1023);
+  float sink = 0;
   *bw = (Bandwidth) { 0 };
   for (int rep = 0; rep < BANDWIDTH_REPEATS; rep++)
     {
       Stamp t0 = stamp_now ();
-      guint64 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp parallel for num_threads (threads) schedule (static) reduction (+:s0, s1, s2, s3)
-      for (size_t i = 0; i < words; i += 4)
-        {
-          s0 += a[i];
-          s1 += a[i + 1];
-          s2 += a[i + 2];
-          s3 += a[i + 3];
-        }
+      sink += parallel_read (a, n, threads);
       Stamp read = stamp_since (t0);
       t0 = stamp_now ();
 #pragma omp parallel for num_threads (threads) schedule (static)
-      for (size_t i = 0; i < words; i++)
+      for (size_t i = 0; i < n; i++)
         c[i] = a[i];
       Stamp copy = stamp_since (t0);
-      sink += s0 + s1 + s2 + s3 + c[rep];
-      bw->read = MAX (bw->read, words * 8.0 / read.wall / 1e9);
-      bw->copy = MAX (bw->copy, words * 16.0 / copy.wall / 1e9);
+      sink += c[rep];
+      bw->read = MAX (bw->read, n * 4.0 / read.wall / 1e9);
+      bw->read_cpu = MAX (bw->read_cpu, n * 4.0 * threads / read.cpu / 1e9);
+      bw->copy = MAX (bw->copy, n * 8.0 / copy.wall / 1e9);
     }
   /* Keeps the read loop from being optimised away. */
   if (sink == 42)
-    g_printerr ("%" G_GUINT64_FORMAT "\n", sink);
+    g_printerr ("%g\n", sink);
   g_free (a);
   g_free (c);
 }
@@ -201,6 +221,7 @@ typedef struct {
   NsFmHead *head;
   NsKvCache *kv;
   double per_token_bytes, per_step_bytes;
+  double layer_bytes, head_token_bytes;   /* all layers' weights; the head's read once */
 } Bench;
 
 /* Bytes a weight streams as uploaded (quantized: codes + row scales; q4:
@@ -272,6 +293,10 @@ make_store (Bench *bench, int steps, GError **error)
         return FALSE;
       int reads = reads_per_token (a->name, steps);
       double bytes = upload_bytes (bench->b, &v);
+      if (g_str_has_prefix (a->name, "layers."))
+        bench->layer_bytes += bytes;
+      else if (reads == 1 && g_str_has_prefix (a->name, "image_head."))
+        bench->head_token_bytes += bytes;
       if (reads == 1)
         bench->per_token_bytes += bytes;
       else if (reads > 1)
@@ -305,10 +330,11 @@ bench_clear (Bench *bench)
 
 /* ---- timing ---------------------------------------------------------------- */
 
-/* `tokens` image tokens through a token loop (each fed back), in ms;
- * counts holds what they issued (the closing wait not included). */
+/* `tokens` image tokens through a token loop (each fed back), in ms
+ * (wall and process CPU); counts holds what they issued (the closing wait
+ * not included). */
 static gboolean
-time_tokens (Bench *bench, NsTokenLoop *loop, int first, int tokens, float *out, double *ms,
+time_tokens (Bench *bench, NsTokenLoop *loop, int first, int tokens, float *out, Stamp *ms,
              NsOpCounts *counts, GError **error)
 {
   ns_op_trace_reset (bench->b);
@@ -319,7 +345,8 @@ time_tokens (Bench *bench, NsTokenLoop *loop, int first, int tokens, float *out,
   *counts = *ns_op_trace_counts (bench->b);
   if (!bench->b->ops->sync (bench->b, error))
     return FALSE;
-  *ms = stamp_since (t0).wall * 1e3;
+  Stamp t = stamp_since (t0);
+  *ms = (Stamp) { t.wall * 1e3, t.cpu * 1e3 };
   return TRUE;
 }
 
@@ -345,12 +372,14 @@ measure_tokens (Bench *bench, const Options *o, Result *r, GError **error)
   ns_kv_cache_skip (bench->kv, o->kv);
   NsTokenLoop *plain = new_loop (bench, o, ntok, FALSE, error);
   NsTokenLoop *split = plain ? new_loop (bench, o, ntok, TRUE, error) : NULL;
-  double ms = 0;
+  Stamp ms = { 0 };
   NsOpCounts c = { 0 };
   /* the first token captures the graphs where the backend has them */
   gboolean ok = split != NULL && time_tokens (bench, plain, 0, 1, out, &ms, &c, error)
                 && time_tokens (bench, plain, 1, o->tokens, out, &ms, &c, error);
-  r->token_ms = ms / o->tokens;
+  r->token_ms = ms.wall / o->tokens;
+  if (g_strcmp0 (bench->inner->ops->name, "cpu") == 0)
+    r->token_cpu_ms = ms.cpu / o->tokens / o->threads;
   r->ops = (double) c.ops / o->tokens;
   r->reads = (double) c.reads / o->tokens;
   r->writes = (double) c.writes / o->tokens;
@@ -361,6 +390,12 @@ measure_tokens (Bench *bench, const Options *o, Result *r, GError **error)
       ns_token_loop_get_timings (split, &r->head_ms, &r->backbone_ms);
       r->head_ms /= o->tokens;
       r->backbone_ms /= o->tokens;
+      if (r->token_cpu_ms > 0)
+        {
+          ns_token_loop_get_cpu_timings (split, &r->head_cpu_ms, &r->backbone_cpu_ms);
+          r->head_cpu_ms /= o->tokens * o->threads;
+          r->backbone_cpu_ms /= o->tokens * o->threads;
+        }
     }
   ns_token_loop_free (plain);
   ns_token_loop_free (split);
@@ -368,15 +403,19 @@ measure_tokens (Bench *bench, const Options *o, Result *r, GError **error)
 }
 
 /* Bytes one token streams: weights read once, the head's x path every
- * step, and the f32 KV cache (k and v of both rows) at the mean length. */
-static double
-token_bytes (const Bench *bench, const Options *o)
+ * step, and the f32 KV cache (k and v of both rows) at the mean length;
+ * and of that, one decode layer-step (its weights and KV) and one head step
+ * (the x path, plus a step's share of the adaLN and condition products). */
+static void
+token_bytes (const Bench *bench, const Options *o, Result *r)
 {
   const NsModelConfig *c = &bench->cfg;
   double kv_len = o->kv + 1.0 + o->tokens;
   double kv = 2.0 * ROWS * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * kv_len
               * sizeof (float);
-  return bench->per_token_bytes + o->steps * bench->per_step_bytes + kv;
+  r->token_bytes = bench->per_token_bytes + o->steps * bench->per_step_bytes + kv;
+  r->layer_step_bytes = (bench->layer_bytes + kv) / c->num_hidden_layers;
+  r->head_step_bytes = bench->head_token_bytes / o->steps + bench->per_step_bytes;
 }
 
 static void
@@ -387,6 +426,7 @@ measure_bandwidth (NsBackend *b, int threads, Result *r, GError **error, gboolea
       Bandwidth bw;
       host_bandwidth (threads, &bw);
       r->read_gbs = r->floor_gbs = bw.read;
+      r->read_cpu_gbs = bw.read_cpu;
       r->copy_gbs = bw.copy;
       return;
     }
@@ -451,6 +491,20 @@ measure_vae (NsBackend *b, const char *dir, Result *res, GError **error)
 
 /* ---- output -------------------------------------------------------------- */
 
+/* % of `gbs` that a decode layer-step / a head step streams, given the
+ * backbone's / the head's ms a token. */
+static double
+layer_pct (const Result *r, double backbone_ms, double gbs)
+{
+  return 100.0 * r->layer_step_bytes / (backbone_ms / r->layers * 1e6) / gbs;
+}
+
+static double
+head_pct (const Result *r, double head_ms, double gbs)
+{
+  return 100.0 * r->head_step_bytes / (head_ms / r->steps * 1e6) / gbs;
+}
+
 static void
 print_json (const Result *r, const char *backend)
 {
@@ -473,8 +527,21 @@ print_json (const Result *r, const char *backend)
   MEMBER_D ("ms_per_token", r->token_ms);
   MEMBER_D ("backbone_ms_per_token", r->backbone_ms);
   MEMBER_D ("head_ms_per_token", r->head_ms);
+  MEMBER_D ("layer_step_floor_pct", layer_pct (r, r->backbone_ms, r->floor_gbs));
+  MEMBER_D ("head_step_floor_pct", head_pct (r, r->head_ms, r->floor_gbs));
   MEMBER_D ("bytes_per_token", r->token_bytes);
   MEMBER_D ("floor_pct", 100.0 * r->token_bytes / (r->token_ms * 1e6) / r->floor_gbs);
+  if (r->token_cpu_ms > 0)
+    {
+      MEMBER_D ("read_cpu_gbs", r->read_cpu_gbs);
+      MEMBER_D ("cpu_ms_per_token", r->token_cpu_ms);
+      MEMBER_D ("backbone_cpu_ms_per_token", r->backbone_cpu_ms);
+      MEMBER_D ("head_cpu_ms_per_token", r->head_cpu_ms);
+      MEMBER_D ("cpu_floor_pct", 100.0 * r->token_bytes / (r->token_cpu_ms * 1e6)
+                / r->read_cpu_gbs);
+      MEMBER_D ("layer_step_cpu_floor_pct", layer_pct (r, r->backbone_cpu_ms, r->read_cpu_gbs));
+      MEMBER_D ("head_step_cpu_floor_pct", head_pct (r, r->head_cpu_ms, r->read_cpu_gbs));
+    }
   MEMBER_D ("ops_per_token", r->ops);
   MEMBER_D ("reads_per_token", r->reads);
   MEMBER_D ("writes_per_token", r->writes);
@@ -517,9 +584,17 @@ print_text (const Result *r, const char *backend)
   double pct = 100.0 * r->token_bytes / (r->token_ms * 1e6) / r->floor_gbs;
   printf ("per token: %.2f ms, %.1f MB streamed = %.0f %% of the floor (%.1f GB/s)\n",
           r->token_ms, r->token_bytes / 1e6, pct, r->floor_gbs);
-  printf ("  backbone %.2f ms (%.3f ms a layer), head %.2f ms (%.3f ms a step); "
-          "measured apart, with a wait between\n", r->backbone_ms, r->backbone_ms / r->layers,
-          r->head_ms, r->head_ms / r->steps);
+  printf ("  backbone %.2f ms (%.3f ms a layer = %.0f %%), head %.2f ms (%.3f ms a step = "
+          "%.0f %%); measured apart, with a wait between\n", r->backbone_ms,
+          r->backbone_ms / r->layers, layer_pct (r, r->backbone_ms, r->floor_gbs), r->head_ms,
+          r->head_ms / r->steps, head_pct (r, r->head_ms, r->floor_gbs));
+  if (r->token_cpu_ms > 0)
+    printf ("CPU time per thread: %.2f ms a token = %.0f %% of the CPU-time read floor "
+            "(%.1f GB/s); %.3f ms a layer = %.0f %%, %.3f ms a head step = %.0f %%\n",
+            r->token_cpu_ms, 100.0 * r->token_bytes / (r->token_cpu_ms * 1e6) / r->read_cpu_gbs,
+            r->read_cpu_gbs, r->backbone_cpu_ms / r->layers,
+            layer_pct (r, r->backbone_cpu_ms, r->read_cpu_gbs), r->head_cpu_ms / r->steps,
+            head_pct (r, r->head_cpu_ms, r->read_cpu_gbs));
   printf ("  %.1f ops issued, %.1f reads, %.1f writes, %.1f host waits\n", r->ops, r->reads,
           r->writes, r->syncs);
   if (r->vae_512_ms > 0)
@@ -552,7 +627,7 @@ run_bench (NsBackend *inner, const Options *o, GError **error)
       ok = ns_arch_full_size_config (&full, error);
       r.all_layers = full.num_hidden_layers;
       ns_model_config_clear (&full);
-      r.token_bytes = token_bytes (&bench, o);
+      token_bytes (&bench, o, &r);
       if (g_strcmp0 (inner->ops->name, "cuda") == 0)
         r.peak_gb = ns_backend_cuda_peak_memory (inner) / 1e9;
       estimate_images (&r);

@@ -37,29 +37,25 @@ f8_table (void)
   return table;
 }
 
+/* Codes times their row's scale in one pass: the prefill panel (linear.c)
+ * is larger than L2, and a second pass to scale it went to memory. */
 NS_CPU_HOT static void
-widen_i8 (float *restrict dst, const int8_t *restrict q, size_t n)
+widen_i8 (float *restrict dst, const int8_t *restrict q, size_t n, float s)
 {
   for (size_t i = 0; i < n; i++)
-    dst[i] = q[i];
+    dst[i] = q[i] * s;
 }
 
-/* I8/F8_E4M3 weights: the codes as f32 without the row scales. */
-static void
-convert_codes (float *dst, const NsMat *m, size_t offset, size_t n)
+NS_CPU_HOT static void
+widen_f8 (float *restrict dst, const uint8_t *restrict q, size_t n, float s)
 {
-  const uint8_t *q = (const uint8_t *) m->data + offset;
-  if (m->dtype == NS_DTYPE_I8)
-    {
-      widen_i8 (dst, (const int8_t *) q, n);
-      return;
-    }
   const float *f8 = f8_table ();
   for (size_t i = 0; i < n; i++)
-    dst[i] = f8[q[i]];
+    dst[i] = f8[q[i]] * s;
 }
 
-/* Quantized rows: the codes times their row's scale; a span may cross rows. */
+/* Quantized rows (I8/F8_E4M3): the codes times their row's scale; a span
+ * may cross rows. */
 static void
 convert_quantized (float *dst, const NsMat *m, size_t offset, size_t n)
 {
@@ -69,10 +65,11 @@ convert_quantized (float *dst, const NsMat *m, size_t offset, size_t n)
       size_t at = offset + done;
       size_t row = at / m->cols;
       size_t len = MIN (n - done, (row + 1) * m->cols - at);
-      float s = m->scale[row];
-      convert_codes (dst + done, m, at, len);
-      for (size_t i = 0; i < len; i++)
-        dst[done + i] *= s;
+      const uint8_t *q = (const uint8_t *) m->data + at;
+      if (m->dtype == NS_DTYPE_I8)
+        widen_i8 (dst + done, (const int8_t *) q, len, m->scale[row]);
+      else
+        widen_f8 (dst + done, q, len, m->scale[row]);
       done += len;
     }
 }

@@ -85,6 +85,9 @@ ns_cpu_variance (const float *x, size_t n, double mean)
 /* vec.c: Σ a[i]·c[i]; y += a · x. */
 float ns_cpu_dot (const float *a, const float *c, int n);
 void  ns_cpu_axpy (float *restrict y, float a, const float *restrict x, int n);
+/* Σ a[i] read as fast as the decode GEMV reads its weights (the same
+ * prefetch, independent vector sums): `nextstep bench`'s read floor. */
+float ns_cpu_stream_sum (const float *a, size_t n);
 
 /* convert.c: n elements of a weight starting at element `offset`, as f32. */
 void   ns_cpu_convert (float *dst, const NsMat *m, size_t offset, size_t n);

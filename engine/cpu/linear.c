@@ -4,6 +4,7 @@
  * is read once, widened to f32 in registers, and dotted with every x row
  * while it is in L1. Prefill (many rows) is bound by arithmetic: the BLAS. */
 #include "cpu-backend.h"
+#include "gemv-avx512.h"
 #include "q4-layout.h"
 
 #define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
@@ -11,7 +12,9 @@
 #define GEMV_ACCUMULATORS 8   /* weight rows × x rows of one pass: FMA chains in registers */
 #define GEMV_BLOCK 8          /* weight rows a thread takes at a time */
 #define GEMV_LINE 64          /* weight bytes per loop step: one cache line, one prefetch */
-#define GEMV_PREFETCH 2048    /* bytes ahead of the weight stream */
+#define GEMV_PREFETCH 32768   /* bytes ahead of the weight stream, into L2: 2 KiB into L1
+                                 left bf16 at 60 % of the read bandwidth on Zen 4, 32 KiB
+                                 reaches 100 % (docs/benchmarks.md) */
 #define GEMV_CHUNK 1024       /* F16 weights per conversion: 4 KiB of f32 */
 #define PREFILL_PANEL_BYTES (4 << 20)    /* W widened per BLAS call: cache-sized */
 #define PREFILL_PANEL_MIN_ROWS 64        /* fewer make the BLAS repack x too often */
@@ -162,10 +165,11 @@ dot_block (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, s
   int i = 0;
   for (; i + line <= n; i += line)
     {
-      /* The hardware prefetcher alone leaves a third of the bandwidth unused. */
+      /* The hardware prefetcher alone leaves a third of the bandwidth unused
+       * (locality 2: into L2, where 32 KiB ahead per row does not evict x). */
       for (int k = 0; k < nw; k++)
         __builtin_prefetch ((const char *) w + k * stride + kind_bytes (kind, i)
-                            + GEMV_PREFETCH);
+                            + GEMV_PREFETCH, 0, 2);
       /* q4's scales: a line of them (32 groups) every 8 lines of codes. */
       if (kind == WEIGHTS_Q4 && i % (8 * line) == 0)
         for (int k = 0; k < nw; k++)
@@ -287,12 +291,62 @@ f16_row_dots (const NsMat *w, int o, const float *const *x, int rows, float *sum
     }
 }
 
-/* sums[k·rows + r] = W[o + k, :] · x[r, :] for k < nw and every row r (x
- * de-interleaved to match). int8/fp8 codes are dotted unscaled and each
- * row's scale applied once to its sums; q4 weights are widened with their
- * group's scale (x in order: q4-layout.h). */
+/* TRUE when the int8/fp8/q4 rows of w go through gemv-avx512.c, whose x
+ * rows are in element order. */
+static gboolean
+avx512_rows (const NsMat *w)
+{
+  return (w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3 || w->dtype == NS_DTYPE_Q4)
+         && ns_cpu_gemv_avx512 ();
+}
+
+/* The unscaled int8/fp8 code dots of block_dots. */
 static void
-block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, float *sums)
+b8_dots (const NsMat *w, size_t at, int nw, const float *const *x, int rows, float *sums,
+         gboolean avx512)
+{
+  int cols = w->cols;
+  gboolean fp8 = w->dtype == NS_DTYPE_F8_E4M3;
+#if NS_GEMV_AVX512
+  if (avx512)
+    {
+      ns_cpu_dot_b8_avx512 (nw, rows, (const int8_t *) w->data + at, fp8, cols, x, cols, sums);
+      return;
+    }
+#endif
+  (void) avx512;
+  if (!fp8)
+    dot_all_i8 (nw, rows, (const int8_t *) w->data + at, cols, x, cols, sums);
+  else
+    dot_all_f8 (nw, rows, (const uint8_t *) w->data + at, cols, x, cols, sums);
+}
+
+/* q4 rows, scaled per group: q4-layout.h, x in order either way. */
+static void
+q4_dots (const NsMat *w, size_t at, int nw, const float *const *x, int rows, float *sums,
+         gboolean avx512)
+{
+  int cols = w->cols;
+  const uint8_t *codes = (const uint8_t *) w->data + ns_q4_row_bytes (at);
+  const uint16_t *sc = w->group_scale + ns_q4_row_groups (at);
+#if NS_GEMV_AVX512
+  if (avx512)
+    {
+      ns_cpu_dot_q4_avx512 (nw, rows, codes, sc, cols, x, cols, sums);
+      return;
+    }
+#endif
+  (void) avx512;
+  dot_all_q4 (nw, rows, codes, sc, cols, x, cols, sums);
+}
+
+/* sums[k·rows + r] = W[o + k, :] · x[r, :] for k < nw and every row r (x
+ * de-interleaved to match linear.c's own loops). int8/fp8 codes are dotted
+ * unscaled and each row's scale applied once to its sums; q4 weights are
+ * widened with their group's scale. */
+static void
+block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, float *sums,
+            gboolean avx512)
 {
   int cols = w->cols;
   size_t at = (size_t) o * cols;
@@ -305,15 +359,11 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, floa
       dot_all_f32 (nw, rows, (const float *) w->data + at, cols, x, cols, sums);
       return;
     case NS_DTYPE_Q4:
-      dot_all_q4 (nw, rows, (const uint8_t *) w->data + ns_q4_row_bytes (at), w->group_scale
-                  + ns_q4_row_groups (at), cols, x, cols, sums);
+      q4_dots (w, at, nw, x, rows, sums, avx512);
       return;
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:
-      if (w->dtype == NS_DTYPE_I8)
-        dot_all_i8 (nw, rows, (const int8_t *) w->data + at, cols, x, cols, sums);
-      else
-        dot_all_f8 (nw, rows, (const uint8_t *) w->data + at, cols, x, cols, sums);
+      b8_dots (w, at, nw, x, rows, sums, avx512);
       for (int k = 0; k < nw; k++)
         for (int r = 0; r < rows; r++)
           sums[k * rows + r] *= w->scale[o + k];
@@ -332,8 +382,9 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, floa
 static void
 gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
+  gboolean avx512 = avx512_rows (w);
   int lanes = w->dtype == NS_DTYPE_BF16 ? 2
-              : w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3 ? 4 : 0;
+              : (w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3) && !avx512 ? 4 : 0;
   float *xd = lanes ? deinterleave (x, rows, w->cols, lanes) : NULL;
   const float *xs = xd ? xd : x;
   const float *xp[GEMV_MAX_ROWS];
@@ -347,7 +398,7 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
     {
       int o = blk * GEMV_BLOCK, nw = MIN (GEMV_BLOCK, w->rows - o);
       float sums[GEMV_BLOCK * GEMV_MAX_ROWS];
-      block_dots (w, o, nw, xp, rows, sums);
+      block_dots (w, o, nw, xp, rows, sums, avx512);
       for (int k = 0; k < nw; k++)
         for (int r = 0; r < rows; r++)
           y[(size_t) r * w->rows + o + k] += sums[k * rows + r];

@@ -121,9 +121,8 @@ ns_cpu_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
   return TRUE;
 }
 
-/* A q4 matrix from a cache: U8 [rows, cols / 2] codes and F16
- * [rows, cols / NS_Q4_GROUP] scales (copied: the file's data need not be
- * aligned). */
+/* A q4 matrix from a cache: U8 [rows, cols / 2] codes (viewed in the
+ * mapping) and F16 [rows, cols / NS_Q4_GROUP] scales (copied, small). */
 static gboolean
 upload_q4 (NsBackend *b, const NsTensorView *q, const NsTensorView *scale, NsMat *out,
            GError **error)
@@ -147,16 +146,12 @@ upload_q4 (NsBackend *b, const NsTensorView *q, const NsTensorView *scale, NsMat
   GHashTable *owned = ((NsCpuBackend *) b)->owned;
   uint16_t *s = g_memdup2 (scale->data, scale->n_bytes);
   g_hash_table_add (owned, s);
-  const void *data = q->data;
-  if ((uintptr_t) data % 32 != 0)
-    {
-      /* The GEMV reads 32-byte blocks; safetensors aligns only to 8. */
-      void *copy = aligned_bytes (q->n_bytes);
-      memcpy (copy, q->data, q->n_bytes);
-      g_hash_table_add (owned, copy);
-      data = copy;
-    }
-  *out = (NsMat) { .dtype = NS_DTYPE_Q4, .rows = rows, .cols = (int) cols, .data = data,
+  /* The codes stay in the mapping, aligned or not (safetensors aligns only
+   * to 8): every GEMV load of them is an unaligned one (linear.c, gemv-
+   * avx512.c). A 32-byte-aligned copy of each misaligned matrix held all
+   * 7 GB of a full-size model's codes twice, in the page cache and in the
+   * heap: 15 GB peak RSS for a q4 generate (docs/benchmarks.md). */
+  *out = (NsMat) { .dtype = NS_DTYPE_Q4, .rows = rows, .cols = (int) cols, .data = q->data,
                    .group_scale = s };
   return TRUE;
 }

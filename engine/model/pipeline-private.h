@@ -199,6 +199,10 @@ gboolean     ns_token_loop_step (NsTokenLoop *lp, int token, gboolean feed_back,
 /* Head and backbone milliseconds so far (spec.timings only). */
 void         ns_token_loop_get_timings (const NsTokenLoop *lp, double *head_ms,
                                         double *backbone_ms);
+/* The same in CPU time of the whole process (all its threads): on a shared
+ * machine the measure of the work that wall time is not. */
+void         ns_token_loop_get_cpu_timings (const NsTokenLoop *lp, double *head_ms,
+                                            double *backbone_ms);
 
 /* ---- weights.c: uploading weights ---------------------------------------- */
 

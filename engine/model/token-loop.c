@@ -8,6 +8,7 @@
  * tokens through this file. */
 #include <string.h>
 
+#include <time.h>
 #include "model/pipeline-private.h"
 
 struct NsTokenLoop {
@@ -28,6 +29,7 @@ struct NsTokenLoop {
   NsRunTrace *trace;
   int token;                /* host copy, for traces only */
   double head_ms, backbone_ms;
+  double head_cpu_ms, backbone_cpu_ms;
 };
 
 static float *
@@ -164,6 +166,13 @@ ns_token_loop_get_timings (const NsTokenLoop *lp, double *head_ms, double *backb
   *backbone_ms = lp->backbone_ms;
 }
 
+void
+ns_token_loop_get_cpu_timings (const NsTokenLoop *lp, double *head_ms, double *backbone_ms)
+{
+  *head_ms = lp->head_cpu_ms;
+  *backbone_ms = lp->backbone_cpu_ms;
+}
+
 /* ---- the ops of a token ---------------------------------------------------- */
 
 /* The head on x_rows at grid point `step`: v_rows for every CFG block. */
@@ -249,17 +258,31 @@ run_ops (NsTokenLoop *lp, NsGraph **graph, void (*fn) (NsTokenLoop *), GError **
   return TRUE;
 }
 
-/* With spec.timings: waits for the backend and adds the time since *t0 to
- * *ms (then *t0 = now). */
+/* Wall and process CPU time, in ms. */
+typedef struct {
+  double wall, cpu;
+} PartClock;
+
+static PartClock
+part_clock (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (PartClock) { g_get_monotonic_time () / 1000.0, ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 };
+}
+
+/* With spec.timings: waits for the backend and adds the wall and CPU time
+ * since *t0 to *ms and *cpu_ms (then *t0 = now). */
 static gboolean
-time_part (NsTokenLoop *lp, gint64 *t0, double *ms, GError **error)
+time_part (NsTokenLoop *lp, PartClock *t0, double *ms, double *cpu_ms, GError **error)
 {
   if (!lp->spec.timings)
     return TRUE;
   if (!lp->b->ops->sync (lp->b, error))
     return FALSE;
-  gint64 now = g_get_monotonic_time ();
-  *ms += (now - *t0) / 1000.0;
+  PartClock now = part_clock ();
+  *ms += now.wall - t0->wall;
+  *cpu_ms += now.cpu - t0->cpu;
   *t0 = now;
   return TRUE;
 }
@@ -268,15 +291,15 @@ gboolean
 ns_token_loop_step (NsTokenLoop *lp, int token, gboolean feed_back, float *out, GError **error)
 {
   const NsBackendOps *ops = lp->b->ops;
-  gint64 t0 = g_get_monotonic_time ();
+  PartClock t0 = part_clock ();
   lp->token = token;
   if (!run_ops (lp, &lp->sample_graph, sample_ops, error)
-      || !time_part (lp, &t0, &lp->head_ms, error))
+      || !time_part (lp, &t0, &lp->head_ms, &lp->head_cpu_ms, error))
     return FALSE;
   ops->read_async (lp->b, lp->tok_host, lp->tok, (size_t) lp->spec.n * lp->spec.dim);
   if (feed_back
       && (!run_ops (lp, &lp->decode_graph, decode_ops, error)
-          || !time_part (lp, &t0, &lp->backbone_ms, error)))
+          || !time_part (lp, &t0, &lp->backbone_ms, &lp->backbone_cpu_ms, error)))
     return FALSE;
   if (!ops->read_wait (lp->b, error))
     return FALSE;

@@ -11,6 +11,7 @@
 
 #include "golden-run.h"
 #include "backend.h"
+#include "cpu/gemv-avx512.h"
 #include "cpu/quant.h"
 #include "model/model-iface.h"
 #include "files/config.h"
@@ -184,8 +185,23 @@ check_every_code (NsDType dtype, int in, int rows)
   ns_backend_destroy (b);
 }
 
+/* Runs `check` with linear.c's own GEMV loops and, on a CPU that has
+ * them, with gemv-avx512.c's: both must give every code exactly. */
 static void
-test_gemv_every_code (void)
+on_both_gemv_paths (void (*check) (void))
+{
+  gboolean avx512 = ns_cpu_gemv_avx512 ();
+  ns_cpu_gemv_avx512_allow (FALSE);
+  check ();
+  ns_cpu_gemv_avx512_allow (TRUE);
+  if (avx512)
+    check ();
+  else
+    g_test_message ("no AVX-512 here: linear.c's loops only");
+}
+
+static void
+check_b8_widths (void)
 {
   const int widths[] = { 7, 32, 100, 256, 333 };
   for (guint k = 0; k < G_N_ELEMENTS (widths); k++)
@@ -194,6 +210,12 @@ test_gemv_every_code (void)
         check_every_code (NS_DTYPE_I8, widths[k], rows);
         check_every_code (NS_DTYPE_F8_E4M3, widths[k], rows);
       }
+}
+
+static void
+test_gemv_every_code (void)
+{
+  on_both_gemv_paths (check_b8_widths);
 }
 
 /* ---- q4 ------------------------------------------------------------------- */
@@ -341,12 +363,18 @@ check_q4_every_code (int in, int rows)
 }
 
 static void
-test_q4_every_code (void)
+check_q4_widths (void)
 {
   const int widths[] = { 64, 128, 320, 2048 };
   for (guint k = 0; k < G_N_ELEMENTS (widths); k++)
     for (int rows = 1; rows <= 9; rows++)
       check_q4_every_code (widths[k], rows);
+}
+
+static void
+test_q4_every_code (void)
+{
+  on_both_gemv_paths (check_q4_widths);
 }
 
 /* ---- memory planner ------------------------------------------------------- */
