@@ -50,8 +50,10 @@ in_recipe (const NsSettingSpec *spec, NsMode mode)
       && (spec->flags & (mode == NS_MODE_EDIT ? NS_SETTING_EDIT : NS_SETTING_GENERATE));
 }
 
-void
-ns_recipe_apply (const NsRecipe *recipe, NsSettings *settings)
+/* Calls @fn with each setting the recipe holds, by name, as a GValue. */
+static void
+foreach_value (const NsRecipe *recipe, void (*fn) (const char *name, const GValue *value,
+                                                   gpointer data), gpointer data)
 {
   guint n;
   const NsSettingSpec *specs = ns_settings_specs (&n);
@@ -60,16 +62,29 @@ ns_recipe_apply (const NsRecipe *recipe, NsSettings *settings)
       {
         GValue value = G_VALUE_INIT;
         g_object_get_property (G_OBJECT (recipe->settings), specs[i].name, &value);
-        g_object_set_property (G_OBJECT (settings), specs[i].name, &value);
+        fn (specs[i].name, &value, data);
         g_value_unset (&value);
       }
+}
+
+static void
+set_setting (const char *name, const GValue *value, gpointer settings)
+{
+  g_object_set_property (G_OBJECT (settings), name, value);
+}
+
+void
+ns_recipe_apply (const NsRecipe *recipe, NsSettings *settings)
+{
+  foreach_value (recipe, set_setting, settings);
 }
 
 /* ---- Writing ------------------------------------------------------------ */
 
 static void
-add_value (JsonBuilder *builder, const char *name, const GValue *value)
+add_value (const char *name, const GValue *value, gpointer data)
 {
+  JsonBuilder *builder = data;
   json_builder_set_member_name (builder, name);
   switch (G_VALUE_TYPE (value))
     {
@@ -105,16 +120,7 @@ ns_recipe_to_json (const NsRecipe *recipe)
   json_builder_add_string_value (builder, recipe->mode == NS_MODE_EDIT ? "edit" : "generate");
   json_builder_set_member_name (builder, "image_index");
   json_builder_add_int_value (builder, recipe->image_index);
-  guint n;
-  const NsSettingSpec *specs = ns_settings_specs (&n);
-  for (guint i = 0; i < n; i++)
-    if (in_recipe (&specs[i], recipe->mode))
-      {
-        GValue value = G_VALUE_INIT;
-        g_object_get_property (G_OBJECT (recipe->settings), specs[i].name, &value);
-        add_value (builder, specs[i].name, &value);
-        g_value_unset (&value);
-      }
+  foreach_value (recipe, add_value, builder);
   json_builder_end_object (builder);
 
   g_autoptr (JsonGenerator) generator = json_generator_new ();
