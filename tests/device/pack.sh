@@ -1,9 +1,10 @@
 #!/bin/bash
 # pack.sh — packs what tests/device/run.sh needs on the lent GPU machine into
 # ONE folder, build-device/pack (ignored by git, carried by the device tool):
-#   payload.tar.xz   bin/ (CLI + test programs, stripped), lib/ (the shared
+#   programs.tar.xz  bin/ (CLI + test programs, stripped), lib/ (the shared
 #                    libraries ldd shows, less glibc and the CUDA 13 runtime
-#                    the device has), golden/ (the two tiny golden cases, only
+#                    the device has)
+#   data.tar.xz      golden/ (the two tiny golden cases, only
 #                    the files the CLI and test-golden-cli read), official/
 #                    (the official PyTorch code, when mirrored here), python/
 #                    and python-extra/ (unpacked cp312 wheels from PyPI that
@@ -145,9 +146,13 @@ main () {
   unpack_wheels python-extra "${py_extra[@]}"
   glibc_check | tee "$pack/manifest.txt"
   (cd "$stage" && find . -type f -printf '%s %p\n' | sort -k2) >> "$pack/manifest.txt"
-  # The test programs share one fat binary of kernels (~30 MB each): a
-  # dictionary larger than the tar stores it once.
-  tar -C "$stage" -cf - . | xz -T2 --lzma2=preset=6,dict=192MiB > "$pack/payload.tar.xz"
+  # The test programs each hold the same fat binary of kernels (~35 MB): a
+  # dictionary larger than one program stores it once, and a fast preset
+  # finds it. The rest compresses in parallel blocks.
+  tar -C "$stage" --sort=name -cf - ./bin ./lib | xz -T1 --lzma2=preset=1,dict=64MiB \
+    > "$pack/programs.tar.xz"
+  tar -C "$stage" --sort=name --exclude=./bin --exclude=./lib -cf - . | xz -6 -T2 \
+    > "$pack/data.tar.xz"
   local size tracked
   size=$(du -cb "$pack" | tail -1 | cut -f1)
   # The device tool carries every tracked file beside the pack.

@@ -49,7 +49,7 @@ test_paths () { "$1" -l 2>/dev/null | sed -n -E 's|^(# )?(/[^ ]*)$|\2|p'; }
 setup () {
   for f in env ops golden tokens e2e official summary; do : > "$out/$f.txt"; done
   : > "$out/bench.jsonl"
-  tar -C "$work" -xJf "$pack/payload.tar.xz"
+  for f in "$pack"/*.tar.xz; do tar -C "$work" -xJf "$f"; done
   export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export NS_GOLDEN_DIR="$work/golden" NS_CLI="$work/bin/nextstep" NS_SOURCE_ROOT="$src"
   bin=$work/bin
