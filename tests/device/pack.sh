@@ -51,8 +51,9 @@ programs=(
 # sys.path: the versions the official code and the golden tiny models were
 # made with, and the ones transformers 4.49 checks at import.
 py_first=(transformers==4.49.0 diffusers==0.32.2 'huggingface_hub<1' 'tokenizers<0.22' safetensors)
-# Appended: the device's own copies win where it has them (numpy beside torch).
-py_extra=(numpy pillow regex pyyaml tqdm requests urllib3 idna certifi charset_normalizer
+# Appended: the device's own copies win where it has them. numpy and Pillow
+# (24 MB, too much for 64 MiB) are not packed: torch setups have them.
+py_extra=(regex pyyaml tqdm requests urllib3 idna certifi charset_normalizer
           filelock fsspec packaging importlib_metadata zipp typing_extensions
           einops loguru pendulum python_dateutil tzdata omegaconf tabulate lazy_importer)
 

@@ -178,9 +178,10 @@ step_official () {
     result SKIP official "no official code in the pack (not mirrored where pack.sh ran)"
     return
   fi
-  if ! python3 -c "import torch" >> "$out/official.txt" 2>&1; then
-    echo "skipped: no torch for $(python3 --version)" >> "$out/official.txt"
-    result SKIP official "skipped: no torch"
+  # numpy and Pillow are the device's own (too big for the pack).
+  if ! python3 -c "import torch, numpy, PIL" >> "$out/official.txt" 2>&1; then
+    echo "skipped: no torch, numpy or Pillow for $(python3 --version)" >> "$out/official.txt"
+    result SKIP official "skipped: no torch (or numpy, Pillow) in $(python3 --version)"
     return
   fi
   if [ $mode = cpu ]; then
