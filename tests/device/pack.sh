@@ -117,9 +117,10 @@ stage_official () {
   fi
 }
 
-# pip download DIR SPEC…: cp312 manylinux wheels, cached in build-device/wheels.
+# unpack_wheels DIR SPEC…: cp312 manylinux wheels from PyPI, unpacked in DIR.
 unpack_wheels () {
   local dir=$1; shift
+  rm -rf "${wheels:?}/$dir"
   mkdir -p "$wheels/$dir" "$stage/$dir"
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --abi cp312 --platform manylinux2014_x86_64 \
