@@ -57,7 +57,7 @@ def stub_missing():
     """Empty stand-ins for imports the text-to-image path never calls."""
     try:
         import torchvision.transforms  # noqa: F401
-    except ImportError:
+    except (ImportError, RuntimeError):  # absent, or built for another torch
         transforms = types.ModuleType("torchvision.transforms")
         transforms.Compose = transforms.ToTensor = transforms.Normalize = lambda *a, **k: None
         sys.modules["torchvision"] = types.ModuleType("torchvision")
