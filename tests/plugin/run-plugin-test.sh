@@ -31,6 +31,9 @@ export NS_TINY_T2I=$home/tiny-t2i NS_TINY_EDIT=$home/tiny-edit
 "$NS_CLI" make-tiny --edit "$NS_TINY_EDIT" >/dev/null
 server=
 if grep -q '@SERVER@' "$script"; then
+  # Made here: the background job opens its redirections only once it runs,
+  # and the loop below may read before that on a busy machine.
+  : > "$home/serve.out"
   "$NS_CLI" serve --port 0 --model "$NS_TINY_T2I" --edit-model "$NS_TINY_EDIT" --threads 1 \
     > "$home/serve.out" 2> "$home/serve.err" &
   server_pid=$!
