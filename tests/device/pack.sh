@@ -12,10 +12,12 @@
 #                    no network)
 #   manifest.txt     what is inside, sizes, and the glibc symbol versions the
 #                    binaries need (the device has glibc 2.39)
-# The programs come from the README's build in build/ when it has CUDA code
-# for sm_90 (the default -Dgpu_archs has it, when nvcc was found); otherwise
-# from build-device/build, configured for sm_90 + PTX only (~10 min on 2
-# cores). Without nvcc it stops: a pack without CUDA cannot check the GPU.
+# The programs come from build-device/build, configured for sm_90 + PTX only
+# (a few minutes on 2 cores), or from the README's build in build/ when that
+# one was configured the same way: the default -Dgpu_archs puts code for four
+# architectures in every program, and its fat binary alone would take the
+# pack over 64 MiB. Without nvcc it stops: a pack without CUDA cannot check
+# the GPU.
 # Usage: tests/device/pack.sh [GOLDEN_DIR]   (default ../shared/golden)
 # Then, on the device (tests/device/README):
 #   run(command="bash tests/device/run.sh build-device/pack", carry=["build-device/pack"])
@@ -60,10 +62,14 @@ py_extra=(regex pyyaml tqdm requests urllib3 idna certifi charset_normalizer
 
 build_all () {
   build=$root/build
-  if ! grep -q 'code=sm_90' "$build/build.ninja" 2>/dev/null; then
+  local archs
+  archs=$(grep -o 'code=sm_[0-9]*' "$build/build.ninja" 2>/dev/null | sort -u | tr '\n' ' ') \
+    || true   # no build/ yet
+  if [ "$archs" != "code=sm_90 " ]; then
     command -v nvcc > /dev/null \
       || { echo "pack.sh: no nvcc (PATH: $PATH): cannot build the CUDA code the device checks" >&2; exit 1; }
     build=$root/build-device/build
+    mkdir -p "$root/build-device"
     [ -f "$build/build.ninja" ] \
       || meson setup "$build" "$root" -Dcuda=enabled -Dgpu_archs=90 -Dplugin=disabled \
            -Dui=disabled --buildtype=release > "$root/build-device/setup.log"
