@@ -20,6 +20,7 @@
  * multiple of NS_Q4_BLOCK (and of the group); other matrices stay int8. */
 #pragma once
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -93,4 +94,51 @@ NS_Q4_HD size_t
 ns_q4_vec_element (size_t vec, int t, int k)
 {
   return vec / 2 * NS_Q4_BLOCK + 8 * (size_t) k + 4 * (vec % 2) + (size_t) t;
+}
+
+/* ---- activations --------------------------------------------------------
+ * The x that a q4 matrix multiplies is rounded to 8 bits per group of
+ * NS_Q4_GROUP elements (the weights' groups), symmetric: with m the group's
+ * largest magnitude, code a = rint(x · 127/m) in [−127, 127] and value
+ * a · m/127 (llama.cpp's Q8_0 beside Q4_0). The CPU then multiplies codes
+ * as integers (engine/cpu/gemv-q4.c: the f32 FMAs were the bound, not the
+ * memory), CUDA the values in f32; both give Σ_g s_g · (m_g/127) · Σ c·a.
+ * Its error (≈ 0.3 % of an element's group maximum, RMS) is small beside
+ * the weights' 4-bit one (docs/model.md, "4-bit weights"). A NaN or an
+ * infinity in a group makes its scale NaN or infinite, so it reaches the
+ * output instead of vanishing. */
+#define NS_Q4_X_CODES 127
+
+/* The largest magnitude of the group at x; NaN when any element is. */
+NS_Q4_HD float
+ns_q4_x_amax (const float *x)
+{
+  float m = 0.0f;
+  for (int j = 0; j < NS_Q4_GROUP; j++)
+    {
+      float a = fabsf (x[j]);
+      m = a > m || a != a ? a : m;
+    }
+  return m;
+}
+
+/* The step of a group whose largest magnitude is m, and its reciprocal
+ * multiplier (0 for an all-zero or non-finite group). */
+NS_Q4_HD float
+ns_q4_x_step (float m)
+{
+  return m / (float) NS_Q4_X_CODES;
+}
+
+NS_Q4_HD float
+ns_q4_x_inverse (float m)
+{
+  return m > 0.0f && m <= 3.4028235e38f ? (float) NS_Q4_X_CODES / m : 0.0f;
+}
+
+/* The code of element v of a group with multiplier inv. */
+NS_Q4_HD int
+ns_q4_x_code (float v, float inv)
+{
+  return (int) fminf (fmaxf (rintf (v * inv), (float) -NS_Q4_X_CODES), (float) NS_Q4_X_CODES);
 }

@@ -1,23 +1,21 @@
-/* gemv-avx512.c — the decode GEMV's inner loops for 1-byte (int8, fp8) and
- * 4-bit (q4) weights on CPUs with AVX-512 (x86-64-v4), chosen at run time
- * by linear.c. They are written with intrinsics because the two
- * instructions that make them fast have no generic-vector spelling GCC 12
- * compiles well: vpmovsxbd zmm ← m128 (16 codes sign-extended straight from
- * memory; __builtin_convertvector of 16 bytes becomes scalar moves) and
- * vpermps (a 16-entry table of f32: exactly one q4 group's 16 values).
- * Measured in L1 on a Zen 4 core: int8 1.5× and q4 1.6× the weights per
- * second of linear.c's shift-and-convert loops (docs/benchmarks.md).
+/* gemv-avx512.c — the decode GEMV's inner loops for 1-byte (int8, fp8)
+ * weights on CPUs with AVX-512 (x86-64-v4), chosen at run time by linear.c
+ * (q4 has its own, gemv-q4.c). They are written with intrinsics because
+ * the instruction that makes them fast has no generic-vector spelling GCC
+ * 12 compiles well: vpmovsxbd zmm ← m128 (16 codes sign-extended straight
+ * from memory; __builtin_convertvector of 16 bytes becomes scalar moves).
+ * Measured in L1 on a Zen 4 core: int8 1.5× the weights per second of
+ * linear.c's shift-and-convert loops (docs/benchmarks.md).
  *
  * The arithmetic is the CPU reference's: every weight is widened to its
- * exact f32 value (int8/fp8: the unscaled code, the row scale applied by
- * the caller; q4: code × group scale, exact in f32), and dotted with the
- * f32 activations in f32 FMAs. x rows are in element order. */
+ * exact f32 value (the unscaled code, the row scale applied by the
+ * caller), and dotted with the f32 activations in f32 FMAs. x rows are in
+ * element order. */
 #include "gemv-avx512.h"
 
 #if NS_GEMV_AVX512
 
 #include <immintrin.h>
-#include "q4-layout.h"
 
 #define V4 __attribute__ ((target ("arch=x86-64-v4")))
 #define V4_INLINE static inline __attribute__ ((always_inline, target ("arch=x86-64-v4")))
@@ -119,92 +117,13 @@ b8_block (int nw, int nr, gboolean fp8, const int8_t *w, size_t ldw, const float
   store_sums (nw, nr, acc, w, ldw, fp8, x, i, n, sums, ld);
 }
 
-/* The 16 values of q4 group g of a row: code c at index c & 15 (the nibble
- * as stored), times the group's f16 scale. */
-V4_INLINE __m512
-q4_table (const uint16_t *sc, size_t g)
-{
-  const __m512 codes = _mm512_setr_ps (0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
-  return _mm512_mul_ps (codes, _mm512_set1_ps (_cvtsh_ss (sc[g])));
-}
-
-/* Elements i + 16v … + 15 of a q4 row (q4-layout.h: nibble 2v of the
- * block's 8 words, then nibble 2v + 1): the words twice, shifted so each
- * lane's nibble is in its low 4 bits, which are all vpermps reads. */
-V4_INLINE __m512
-q4_vector (__m512i words, int v, __m512 table)
-{
-  __m512i shift = _mm512_inserti64x4 (_mm512_set1_epi32 (8 * v), _mm256_set1_epi32 (8 * v + 4), 1);
-  return _mm512_permutexvar_ps (_mm512_srlv_epi32 (words, shift), table);
-}
-
-#define Q4_TABLES (NS_Q4_BLOCK / NS_Q4_GROUP > 1 ? NS_Q4_BLOCK / NS_Q4_GROUP : 1)
-_Static_assert (NS_Q4_GROUP % 16 == 0, "a 16-lane q4 vector must lie in one group");
-
-/* As b8_block for q4 rows (cols a multiple of NS_Q4_BLOCK): scaled
- * weights, nothing left to apply. */
-V4_INLINE void
-q4_block (int nw, int nr, const uint8_t *w, const uint16_t *sc, size_t ldw,
-          const float *const *x, int n, float *sums, int ld)
-{
-  const size_t stride = ns_q4_row_bytes (ldw), lds = ns_q4_row_groups (ldw);
-  __m512 acc[ROWS_W * ROWS_X];
-  for (int a = 0; a < nw * nr; a++)
-    acc[a] = _mm512_setzero_ps ();
-  for (int i = 0; i < n; i += NS_Q4_BLOCK)
-    {
-      __m512i words[ROWS_W];
-      __m512 table[ROWS_W][Q4_TABLES];
-      for (int k = 0; k < nw; k++)
-        {
-          const uint8_t *p = w + k * stride + ns_q4_row_bytes (i);
-          _mm_prefetch ((const char *) p + ns_q4_row_bytes (PREFETCH), _MM_HINT_T1);
-          if (i % (32 * NS_Q4_GROUP) == 0)    /* a line of scales: 32 groups */
-            _mm_prefetch ((const char *) (sc + k * lds + (i + PREFETCH) / NS_Q4_GROUP),
-                          _MM_HINT_T1);
-          words[k] = _mm512_broadcast_i64x4 (_mm256_loadu_si256 ((const __m256i *) p));
-          for (int g = 0; g < Q4_TABLES; g++)
-            table[k][g] = q4_table (sc + k * lds, i / NS_Q4_GROUP + g);
-        }
-      for (int v = 0; v < 4; v++)
-        {
-          __m512 xv[ROWS_X];
-          for (int r = 0; r < nr; r++)
-            xv[r] = _mm512_loadu_ps (x[r] + i + 16 * v);
-          for (int k = 0; k < nw; k++)
-            {
-              __m512 f = q4_vector (words[k], v, table[k][16 * v / NS_Q4_GROUP]);
-              for (int r = 0; r < nr; r++)
-                acc[k * nr + r] = _mm512_fmadd_ps (f, xv[r], acc[k * nr + r]);
-            }
-        }
-    }
-  for (int k = 0; k < nw; k++)
-    for (int r = 0; r < nr; r++)
-      sums[k * ld + r] = _mm512_reduce_add_ps (acc[k * nr + r]);
-}
-
-enum { KIND_I8, KIND_F8, KIND_Q4 };
-
-V4_INLINE void
-block (int kind, int nw, int nr, const void *w, const uint16_t *sc, size_t ldw,
-       const float *const *x, int n, float *sums, int ld)
-{
-  if (kind == KIND_Q4)
-    q4_block (nw, nr, w, sc, ldw, x, n, sums, ld);
-  else
-    b8_block (nw, nr, kind == KIND_F8, w, ldw, x, n, sums, ld);
-}
-
 /* sums[k·rows + r] for nw weight rows and all x rows: x rows in pairs,
  * weight rows ROWS_W at a time and the leftover ones singly, each a block
  * of constant shape. */
 V4_INLINE void
-dot_rows (int kind, int nw, int rows, const void *w, const uint16_t *sc, size_t ldw,
-          const float *const *x, int n, float *sums)
+dot_rows (gboolean fp8, int nw, int rows, const int8_t *w, size_t ldw, const float *const *x,
+          int n, float *sums)
 {
-  const size_t stride = kind == KIND_Q4 ? ns_q4_row_bytes (ldw) : ldw;
-  const size_t lds = kind == KIND_Q4 ? ns_q4_row_groups (ldw) : 0;
   for (int r0 = 0; r0 < rows; r0 += ROWS_X)
     {
       const float *const *xr = x + r0;
@@ -212,18 +131,14 @@ dot_rows (int kind, int nw, int rows, const void *w, const uint16_t *sc, size_t 
       int k = 0;
       for (; k + ROWS_W <= nw; k += ROWS_W)
         if (rows - r0 >= 2)
-          block (kind, ROWS_W, 2, (const char *) w + k * stride, sc + k * lds, ldw, xr, n,
-                 s + k * rows, rows);
+          b8_block (ROWS_W, 2, fp8, w + k * ldw, ldw, xr, n, s + k * rows, rows);
         else
-          block (kind, ROWS_W, 1, (const char *) w + k * stride, sc + k * lds, ldw, xr, n,
-                 s + k * rows, rows);
+          b8_block (ROWS_W, 1, fp8, w + k * ldw, ldw, xr, n, s + k * rows, rows);
       for (; k < nw; k++)
         if (rows - r0 >= 2)
-          block (kind, 1, 2, (const char *) w + k * stride, sc + k * lds, ldw, xr, n,
-                 s + k * rows, rows);
+          b8_block (1, 2, fp8, w + k * ldw, ldw, xr, n, s + k * rows, rows);
         else
-          block (kind, 1, 1, (const char *) w + k * stride, sc + k * lds, ldw, xr, n,
-                 s + k * rows, rows);
+          b8_block (1, 1, fp8, w + k * ldw, ldw, xr, n, s + k * rows, rows);
     }
 }
 
@@ -232,16 +147,9 @@ ns_cpu_dot_b8_avx512 (int nw, int rows, const void *w, gboolean fp8, size_t ldw,
                       const float *const *x, int n, float *sums)
 {
   if (fp8)
-    dot_rows (KIND_F8, nw, rows, w, NULL, ldw, x, n, sums);
+    dot_rows (TRUE, nw, rows, w, ldw, x, n, sums);
   else
-    dot_rows (KIND_I8, nw, rows, w, NULL, ldw, x, n, sums);
-}
-
-V4 void
-ns_cpu_dot_q4_avx512 (int nw, int rows, const uint8_t *w, const uint16_t *sc, size_t ldw,
-                      const float *const *x, int n, float *sums)
-{
-  dot_rows (KIND_Q4, nw, rows, w, sc, ldw, x, n, sums);
+    dot_rows (FALSE, nw, rows, w, ldw, x, n, sums);
 }
 
 #endif

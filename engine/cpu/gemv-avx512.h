@@ -28,11 +28,6 @@ void ns_cpu_gemv_avx512_allow (gboolean allow);
  * x rows of n elements in order. */
 void ns_cpu_dot_b8_avx512 (int nw, int rows, const void *w, gboolean fp8, size_t ldw,
                            const float *const *x, int n, float *sums);
-
-/* The same for q4 rows (q4-layout.h) with their group scales `sc`, scaled;
- * n a multiple of NS_Q4_BLOCK. */
-void ns_cpu_dot_q4_avx512 (int nw, int rows, const uint8_t *w, const uint16_t *sc, size_t ldw,
-                           const float *const *x, int n, float *sums);
 #else
 #  define ns_cpu_gemv_avx512() FALSE
 #  define ns_cpu_gemv_avx512_allow(allow) ((void) (allow))

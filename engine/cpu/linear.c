@@ -5,6 +5,7 @@
  * while it is in L1. Prefill (many rows) is bound by arithmetic: the BLAS. */
 #include "cpu-backend.h"
 #include "gemv-avx512.h"
+#include "gemv-q4.h"
 #include "q4-layout.h"
 
 #define GEMV_MAX_ROWS 8       /* above this, the BLAS wins */
@@ -21,7 +22,7 @@
 
 /* How the dot products widen the weights; a compile-time constant in every
  * clone. */
-typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8, WEIGHTS_Q4 } WeightKind;
+typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_I8, WEIGHTS_F8 } WeightKind;
 
 typedef int32_t NsI32x8 __attribute__ ((vector_size (32)));
 typedef uint32_t NsU32x8b __attribute__ ((vector_size (32), aligned (1)));
@@ -30,7 +31,7 @@ typedef uint32_t NsU32x8b __attribute__ ((vector_size (32), aligned (1)));
 static inline __attribute__ ((always_inline)) int
 unit_vectors (WeightKind kind)
 {
-  return kind == WEIGHTS_Q4 ? 8 : kind == WEIGHTS_I8 || kind == WEIGHTS_F8 ? 4 : 2;
+  return kind == WEIGHTS_I8 || kind == WEIGHTS_F8 ? 4 : 2;
 }
 
 static inline __attribute__ ((always_inline)) int
@@ -39,27 +40,10 @@ kind_size (WeightKind kind)
   return kind == WEIGHTS_F32 ? 4 : kind == WEIGHTS_BF16 ? 2 : 1;
 }
 
-/* Bytes of n weights (q4: two per byte). */
 static inline __attribute__ ((always_inline)) size_t
 kind_bytes (WeightKind kind, size_t n)
 {
-  return kind == WEIGHTS_Q4 ? n / 2 : n * kind_size (kind);
-}
-
-/* q4 scales per unit of 64 weights: two for groups of 32, else one. */
-#define Q4_UNIT_GROUPS (NS_Q4_BLOCK / NS_Q4_GROUP > 1 ? NS_Q4_BLOCK / NS_Q4_GROUP : 1)
-
-/* An f16 scale as f32: one instruction where the clone has F16C. */
-static inline __attribute__ ((always_inline)) float
-f16_scale (uint16_t h)
-{
-#ifdef __FLT16_MAX__
-  _Float16 v;
-  memcpy (&v, &h, sizeof v);
-  return (float) v;
-#else
-  return ns_f16_to_f32 (h);
-#endif
+  return n * kind_size (kind);
 }
 
 /* Vector v of the weights of the unit at element i as f32, exactly, with
@@ -76,7 +60,7 @@ f16_scale (uint16_t h)
  *    too, as f32 denormals); one multiply by 2^120 restores it. A table would
  *    take a scalar load per weight, which cannot keep up with the memory. */
 static inline __attribute__ ((always_inline)) void
-widen_vector (WeightKind kind, const void *w, int i, int v, float scale, NsF32x8 *out)
+widen_vector (WeightKind kind, const void *w, int i, int v, NsF32x8 *out)
 {
   if (kind == WEIGHTS_F32)
     {
@@ -84,15 +68,6 @@ widen_vector (WeightKind kind, const void *w, int i, int v, float scale, NsF32x8
       return;
     }
   NsU32x8 u = *(const NsU32x8b *) ((const char *) w + kind_bytes (kind, i));
-  if (kind == WEIGHTS_Q4)
-    {
-      /* q4 (q4-layout.h): nibble v of each word, elements i + 8v … i + 8v + 7
-       * in order; moved to the top and arithmetic-shifted back it is the
-       * signed code, which times its group's scale is the weight, exactly. */
-      NsI32x8 code = (NsI32x8) (u << (28 - 4 * v)) >> 28;
-      *out = __builtin_convertvector (code, NsF32x8) * scale;
-      return;
-    }
   if (kind == WEIGHTS_BF16)
     {
       *out = v == 0 ? (NsF32x8) (u << 16) : (NsF32x8) (u & 0xffff0000u);
@@ -114,7 +89,6 @@ widen1 (WeightKind kind, const void *w, int i)
     case WEIGHTS_F32: return ((const float *) w)[i];
     case WEIGHTS_BF16: return ns_bf16_to_f32 (((const uint16_t *) w)[i]);
     case WEIGHTS_I8: return ((const int8_t *) w)[i];
-    case WEIGHTS_Q4: return ns_q4_code (w, i);   /* never reached: rows are whole units */
     default: return ns_f8e4m3_to_f32 (((const uint8_t *) w)[i]);
     }
 }
@@ -123,14 +97,9 @@ widen1 (WeightKind kind, const void *w, int i)
  * Each x vector is loaded once for all nw weight rows: with one weight row
  * per pass, int8 needed 8 bytes of x (from L2: two rows of 5120 floats do
  * not fit L1) per byte of weights, and that, not memory, bounded it. */
-#define DOT_UNIT(kind, nw, nr, w, stride, sc, lds, x, i, acc)                     \
+#define DOT_UNIT(kind, nw, nr, w, stride, x, i, acc)                              \
   do                                                                              \
     {                                                                             \
-      float s_[GEMV_ACCUMULATORS][Q4_UNIT_GROUPS];                                \
-      if ((kind) == WEIGHTS_Q4)                                                   \
-        for (int k_ = 0; k_ < (nw); k_++)                                         \
-          for (int g_ = 0; g_ < Q4_UNIT_GROUPS; g_++)                             \
-            s_[k_][g_] = f16_scale ((sc)[k_ * (lds) + (i) / NS_Q4_GROUP + g_]);   \
       for (int v_ = 0; v_ < unit_vectors (kind); v_++)                            \
         {                                                                         \
           NsF32x8 xv_[GEMV_GROUP];                                                \
@@ -139,10 +108,7 @@ widen1 (WeightKind kind, const void *w, int i)
           for (int k_ = 0; k_ < (nw); k_++)                                       \
             {                                                                     \
               NsF32x8 wv_;                                                        \
-              float sk_ = (kind) == WEIGHTS_Q4                                    \
-                            ? s_[k_][8 * v_ / NS_Q4_GROUP] /* units start groups */ \
-                            : 1.0f;                                               \
-              widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, sk_, &wv_); \
+              widen_vector ((kind), (const char *) (w) + k_ * (stride), (i), v_, &wv_); \
               for (int r_ = 0; r_ < (nr); r_++)                                   \
                 (acc)[k_ * (nr) + r_] += wv_ * xv_[r_];                           \
             }                                                                     \
@@ -155,12 +121,12 @@ widen1 (WeightKind kind, const void *w, int i)
  * constant nw, nr and kind, so the accumulators (independent FMA chains)
  * live in registers and the kind tests fold. */
 static inline __attribute__ ((always_inline)) void
-dot_block (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
-           const float *const *x, int n, float *sums, int ld)
+dot_block (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+           int n, float *sums, int ld)
 {
   const int unit = 8 * unit_vectors (kind);
-  const int line = kind == WEIGHTS_Q4 ? 2 * GEMV_LINE : GEMV_LINE / kind_size (kind);
-  const size_t stride = kind_bytes (kind, ldw), lds = ldw / NS_Q4_GROUP;
+  const int line = GEMV_LINE / kind_size (kind);
+  const size_t stride = kind_bytes (kind, ldw);
   NsF32x8 acc[GEMV_ACCUMULATORS] = { { 0 } };
   int i = 0;
   for (; i + line <= n; i += line)
@@ -170,15 +136,11 @@ dot_block (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, s
       for (int k = 0; k < nw; k++)
         __builtin_prefetch ((const char *) w + k * stride + kind_bytes (kind, i)
                             + GEMV_PREFETCH, 0, 2);
-      /* q4's scales: a line of them (32 groups) every 8 lines of codes. */
-      if (kind == WEIGHTS_Q4 && i % (8 * line) == 0)
-        for (int k = 0; k < nw; k++)
-          __builtin_prefetch (sc + k * lds + (i + 2 * GEMV_PREFETCH) / NS_Q4_GROUP);
       for (int u = i; u < i + line; u += unit)
-        DOT_UNIT (kind, nw, nr, w, stride, sc, lds, x, u, acc);
+        DOT_UNIT (kind, nw, nr, w, stride, x, u, acc);
     }
   for (; i + unit <= n; i += unit)
-    DOT_UNIT (kind, nw, nr, w, stride, sc, lds, x, i, acc);
+    DOT_UNIT (kind, nw, nr, w, stride, x, i, acc);
   for (int k = 0; k < nw; k++)
     for (int r = 0; r < nr; r++)
       {
@@ -192,33 +154,31 @@ dot_block (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, s
 /* nw weight rows against nr x rows: as many weight rows per pass as the
  * accumulators allow, the leftover ones singly. */
 static inline __attribute__ ((always_inline)) void
-dot_group (int nw, int nr, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
-           const float *const *x, int n, float *sums, int ld)
+dot_group (int nw, int nr, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+           int n, float *sums, int ld)
 {
   const int wb = GEMV_ACCUMULATORS / nr;
-  const size_t stride = kind_bytes (kind, ldw), lds = ldw / NS_Q4_GROUP;
+  const size_t stride = kind_bytes (kind, ldw);
   int k = 0;
   for (; k + wb <= nw; k += wb)
-    dot_block (wb, nr, kind, (const char *) w + k * stride, sc ? sc + k * lds : NULL, ldw, x, n,
-               sums + k * ld, ld);
+    dot_block (wb, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
   for (; k < nw; k++)
-    dot_block (1, nr, kind, (const char *) w + k * stride, sc ? sc + k * lds : NULL, ldw, x, n,
-               sums + k * ld, ld);
+    dot_block (1, nr, kind, (const char *) w + k * stride, ldw, x, n, sums + k * ld, ld);
 }
 
 /* sums[k·rows + r] = W_k · x[r] for nw ≤ GEMV_BLOCK weight rows and all x
  * rows, in groups of constant size for dot_group. */
 static inline __attribute__ ((always_inline)) void
-dot_all (int nw, int rows, WeightKind kind, const void *w, const uint16_t *sc, size_t ldw,
-         const float *const *x, int n, float *sums)
+dot_all (int nw, int rows, WeightKind kind, const void *w, size_t ldw, const float *const *x,
+         int n, float *sums)
 {
   for (int r0 = 0; r0 < rows; r0 += GEMV_GROUP)
     switch (MIN (GEMV_GROUP, rows - r0))
       {
-      case 1: dot_group (nw, 1, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
-      case 2: dot_group (nw, 2, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
-      case 3: dot_group (nw, 3, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
-      default: dot_group (nw, 4, kind, w, sc, ldw, x + r0, n, sums + r0, rows); break;
+      case 1: dot_group (nw, 1, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      case 2: dot_group (nw, 2, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      case 3: dot_group (nw, 3, kind, w, ldw, x + r0, n, sums + r0, rows); break;
+      default: dot_group (nw, 4, kind, w, ldw, x + r0, n, sums + r0, rows); break;
       }
 }
 
@@ -227,20 +187,12 @@ dot_all (int nw, int rows, WeightKind kind, const void *w, const uint16_t *sc, s
   name (int nw, int rows, const type *w, size_t ldw, const float *const *x, int n,     \
         float *sums)                                                                   \
   {                                                                                    \
-    dot_all (nw, rows, kind, w, NULL, ldw, x, n, sums);                                \
+    dot_all (nw, rows, kind, w, ldw, x, n, sums);                                      \
   }
 DOT_ALL_CLONE (dot_all_f32, WEIGHTS_F32, float)
 DOT_ALL_CLONE (dot_all_bf16, WEIGHTS_BF16, uint16_t)
 DOT_ALL_CLONE (dot_all_i8, WEIGHTS_I8, int8_t)
 DOT_ALL_CLONE (dot_all_f8, WEIGHTS_F8, uint8_t)
-
-/* q4: the codes of nw rows `ldw` weights long and their group scales. */
-NS_CPU_HOT static void
-dot_all_q4 (int nw, int rows, const uint8_t *w, const uint16_t *sc, size_t ldw,
-            const float *const *x, int n, float *sums)
-{
-  dot_all (nw, rows, WEIGHTS_Q4, w, sc, ldw, x, n, sums);
-}
 
 /* x rows reordered per unit of 8·lanes elements so that element 8·v + t of
  * the unit is x[lanes·t + v], the order widen_vector yields the weights in;
@@ -291,13 +243,12 @@ f16_row_dots (const NsMat *w, int o, const float *const *x, int rows, float *sum
     }
 }
 
-/* TRUE when the int8/fp8/q4 rows of w go through gemv-avx512.c, whose x
- * rows are in element order. */
+/* TRUE when the int8/fp8 rows of w go through gemv-avx512.c, whose x rows
+ * are in element order. */
 static gboolean
 avx512_rows (const NsMat *w)
 {
-  return (w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3 || w->dtype == NS_DTYPE_Q4)
-         && ns_cpu_gemv_avx512 ();
+  return (w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3) && ns_cpu_gemv_avx512 ();
 }
 
 /* The unscaled int8/fp8 code dots of block_dots. */
@@ -321,32 +272,13 @@ b8_dots (const NsMat *w, size_t at, int nw, const float *const *x, int rows, flo
     dot_all_f8 (nw, rows, (const uint8_t *) w->data + at, cols, x, cols, sums);
 }
 
-/* q4 rows, scaled per group: q4-layout.h, x in order either way. */
-static void
-q4_dots (const NsMat *w, size_t at, int nw, const float *const *x, int rows, float *sums,
-         gboolean avx512)
-{
-  int cols = w->cols;
-  const uint8_t *codes = (const uint8_t *) w->data + ns_q4_row_bytes (at);
-  const uint16_t *sc = w->group_scale + ns_q4_row_groups (at);
-#if NS_GEMV_AVX512
-  if (avx512)
-    {
-      ns_cpu_dot_q4_avx512 (nw, rows, codes, sc, cols, x, cols, sums);
-      return;
-    }
-#endif
-  (void) avx512;
-  dot_all_q4 (nw, rows, codes, sc, cols, x, cols, sums);
-}
-
 /* sums[k·rows + r] = W[o + k, :] · x[r, :] for k < nw and every row r (x
  * de-interleaved to match linear.c's own loops). int8/fp8 codes are dotted
- * unscaled and each row's scale applied once to its sums; q4 weights are
- * widened with their group's scale. */
+ * unscaled and each row's scale applied once to its sums; q4 rows multiply
+ * x4, the x rows rounded for them (gemv-q4.c). */
 static void
-block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, float *sums,
-            gboolean avx512)
+block_dots (const NsMat *w, int o, int nw, const float *const *x, const NsQ4Rows *x4, int rows,
+            float *sums, gboolean avx512)
 {
   int cols = w->cols;
   size_t at = (size_t) o * cols;
@@ -359,7 +291,8 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, int rows, floa
       dot_all_f32 (nw, rows, (const float *) w->data + at, cols, x, cols, sums);
       return;
     case NS_DTYPE_Q4:
-      q4_dots (w, at, nw, x, rows, sums, avx512);
+      ns_cpu_q4_dots (x4, nw, (const uint8_t *) w->data + ns_q4_row_bytes (at),
+                      w->group_scale + ns_q4_row_groups (at), sums);
       return;
     case NS_DTYPE_I8:
     case NS_DTYPE_F8_E4M3:
@@ -387,6 +320,7 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
               : (w->dtype == NS_DTYPE_I8 || w->dtype == NS_DTYPE_F8_E4M3) && !avx512 ? 4 : 0;
   float *xd = lanes ? deinterleave (x, rows, w->cols, lanes) : NULL;
   const float *xs = xd ? xd : x;
+  NsQ4Rows *x4 = w->dtype == NS_DTYPE_Q4 ? ns_cpu_q4_rows_new (x, rows, w->cols) : NULL;
   const float *xp[GEMV_MAX_ROWS];
   for (int r = 0; r < rows; r++)
     xp[r] = xs + (size_t) r * w->cols;
@@ -398,12 +332,13 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
     {
       int o = blk * GEMV_BLOCK, nw = MIN (GEMV_BLOCK, w->rows - o);
       float sums[GEMV_BLOCK * GEMV_MAX_ROWS];
-      block_dots (w, o, nw, xp, rows, sums, avx512);
+      block_dots (w, o, nw, xp, x4, rows, sums, avx512);
       for (int k = 0; k < nw; k++)
         for (int r = 0; r < rows; r++)
           y[(size_t) r * w->rows + o + k] += sums[k * rows + r];
     }
   g_free (xd);
+  ns_cpu_q4_rows_free (x4);
 }
 
 /* Output rows per prefill panel: about PREFILL_PANEL_BYTES of f32, a
@@ -422,7 +357,8 @@ prefill_block (int outs, int cols, int threads)
 /* Prefill: the BLAS does the arithmetic-bound product. Each thread widens
  * a panel of output rows of W to f32 (exactly, the GEMV's values) and
  * multiplies it on its own: the panel stays in its cache, and nothing the
- * size of W is allocated or written. y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
+ * size of W is allocated or written. y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ.
+ * q4 multiplies x rounded as the GEMV rounds it (q4-layout.h). */
 static void
 prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -432,6 +368,13 @@ prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
       ns_cpu_sgemm (b, FALSE, TRUE, rows, w->rows, cols, 1.0f, x, cols, w->data, cols, 1.0f, y,
                     w->rows);
       return;
+    }
+  g_autofree float *xhat = NULL;
+  if (w->dtype == NS_DTYPE_Q4)
+    {
+      xhat = g_new (float, (size_t) rows * cols);
+      ns_cpu_q4_round_rows (xhat, x, rows, cols);
+      x = xhat;
     }
   int threads = ns_cpu_threads (b), block = prefill_block (w->rows, cols, threads);
   int panels = (w->rows + block - 1) / block;

@@ -278,6 +278,22 @@ ops_assert_same (const char *what, const float *ours, const float *other, size_t
 }
 
 double *
+ops_multiplied_x (const float *x, int rows, int cols, NsDType dtype)
+{
+  size_t n = (size_t) rows * cols;
+  if (ops_stored_dtype (dtype, cols) != NS_DTYPE_Q4)
+    return ops_to_double (x, n);
+  double *d = g_new (double, MAX (n, 1));
+  for (size_t g = 0; g < n; g += NS_Q4_GROUP)
+    {
+      float m = ns_q4_x_amax (x + g), inv = ns_q4_x_inverse (m);
+      for (int j = 0; j < NS_Q4_GROUP; j++)
+        d[g + j] = ns_q4_x_code (x[g + j], inv) * (double) ns_q4_x_step (m);
+    }
+  return d;
+}
+
+double *
 ops_to_double (const float *x, size_t n)
 {
   double *d = g_new (double, MAX (n, 1));

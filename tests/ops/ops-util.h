@@ -81,6 +81,11 @@ void ops_assert_close (const char *what, const float *ours, const double *ref, s
 void ops_assert_same (const char *what, const float *ours, const float *other, size_t n,
                       double tol);
 
+/* The x that a linear with weights of `dtype` multiplies, in double: x
+ * itself, or for q4 x rounded per group (q4-layout.h, "activations"), from
+ * the same f32 operations as the backends (g_free). */
+double *ops_multiplied_x (const float *x, int rows, int cols, NsDType dtype);
+
 /* Float host data as double, for references (g_free). */
 double *ops_to_double (const float *x, size_t n);
 

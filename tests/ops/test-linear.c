@@ -27,10 +27,11 @@ bias_dtype (const LinearCase *lc)
            ? NS_DTYPE_F32 : lc->dtype;
 }
 
-/* ref[r, o] = y0[r, o] + bias[o] + Σ_i x[r, i] · W[o, i] */
+/* ref[r, o] = y0[r, o] + bias[o] + Σ_i x[r, i] · W[o, i] (x rounded for q4) */
 static double *
 reference (const LinearCase *lc)
 {
+  g_autofree double *x = ops_multiplied_x (lc->x, lc->rows, lc->cols, lc->dtype);
   g_autofree double *w = ops_matrix_values (lc->seed, lc->dtype, lc->outs, lc->cols,
                                             weight_scale (lc));
   g_autofree double *bias = lc->bias ? ops_weight_values (lc->seed + 1, bias_dtype (lc), lc->outs,
@@ -42,7 +43,7 @@ reference (const LinearCase *lc)
       {
         double s = (lc->y0 ? lc->y0[r * lc->outs + o] : 0.0) + (bias ? bias[o] : 0.0);
         for (int i = 0; i < lc->cols; i++)
-          s += (double) lc->x[r * lc->cols + i] * w[(size_t) o * lc->cols + i];
+          s += x[r * lc->cols + i] * w[(size_t) o * lc->cols + i];
         ref[r * lc->outs + o] = s;
       }
   return ref;

@@ -12,6 +12,7 @@
 #include "golden-run.h"
 #include "backend.h"
 #include "cpu/gemv-avx512.h"
+#include "cpu/gemv-q4.h"
 #include "cpu/quant.h"
 #include "model/model-iface.h"
 #include "files/config.h"
@@ -305,9 +306,18 @@ test_q4_quantizer (void)
   g_assert_false (ns_q4_keeps_int8 ("image_head.net.res_blocks.3.mlp.0.weight", 1536));
 }
 
+/* x as a q4 linear multiplies it (q4-layout.h, "activations"), in double. */
+static double
+q4_x (const float *group, int j)
+{
+  float m = ns_q4_x_amax (group);
+  return ns_q4_x_code (group[j], ns_q4_x_inverse (m)) * (double) ns_q4_x_step (m);
+}
+
 /* Every code of every group through upload_quantized (a cache's U8 codes
  * and F16 scales) and the decode GEMV and embedding, exactly against the
- * double dequantisation. */
+ * double dequantisation times x rounded per group: the integer sums are
+ * exact, so only the f32 scaling and summation may differ. */
 static void
 check_q4_every_code (int in, int rows)
 {
@@ -340,8 +350,9 @@ check_q4_every_code (int in, int rows)
         for (int i = 0; i < in; i++)
           {
             double v = ns_q4_value (q, scale, in, o, i);
-            ref += v * x[r * in + i];
-            mag += fabs (v * x[r * in + i]);
+            double xi = q4_x (x + r * in + i / NS_Q4_GROUP * NS_Q4_GROUP, i % NS_Q4_GROUP);
+            ref += v * xi;
+            mag += fabs (v * xi);
           }
         g_assert_cmpfloat (fabs (y[r * out + o] - ref), <=, 1e-6 * mag + 1e-30);
       }
@@ -371,10 +382,70 @@ check_q4_widths (void)
       check_q4_every_code (widths[k], rows);
 }
 
+/* Every q4 GEMV path this CPU has (gemv-q4.c): the reference, AVX2,
+ * AVX512-VNNI. */
 static void
 test_q4_every_code (void)
 {
-  on_both_gemv_paths (check_q4_widths);
+  for (NsQ4Path path = NS_Q4_PATH_PLAIN; path <= ns_cpu_q4_best_path (); path++)
+    {
+      ns_cpu_q4_limit_path (path);
+      check_q4_widths ();
+    }
+  ns_cpu_q4_limit_path (NS_Q4_PATH_VNNI);
+  if (ns_cpu_q4_best_path () < NS_Q4_PATH_VNNI)
+    g_test_message ("no AVX512-VNNI here: path %d and below only", ns_cpu_q4_best_path ());
+}
+
+/* The rounding of x for q4: the largest magnitude of a group becomes ±127,
+ * every element lies within half a step of code · step, an all-zero group
+ * stays zero, and a NaN or infinity in x reaches the q4 linear's output
+ * (on every path) instead of being rounded away. */
+static void
+test_q4_activations (void)
+{
+  float g[NS_Q4_GROUP];
+  for (int j = 0; j < NS_Q4_GROUP; j++)
+    g[j] = j == 11 ? -3.0f : sinf (j * 1.7f);
+  float m = ns_q4_x_amax (g), inv = ns_q4_x_inverse (m), step = ns_q4_x_step (m);
+  g_assert_cmpfloat (m, ==, fabsf (g[11]));
+  g_assert_cmpint (abs (ns_q4_x_code (g[11], inv)), ==, NS_Q4_X_CODES);
+  for (int j = 0; j < NS_Q4_GROUP; j++)
+    g_assert_cmpfloat (fabs (ns_q4_x_code (g[j], inv) * (double) step - g[j]), <=,
+                       0.5001 * step);
+  float zero[NS_Q4_GROUP] = { 0 };
+  g_assert_cmpfloat (ns_q4_x_inverse (ns_q4_x_amax (zero)), ==, 0.0f);
+  g_assert_cmpint (ns_q4_x_code (0.0f, 0.0f), ==, 0);
+
+  int in = 320, out = 8;
+  NsBackend *b = ns_backend_cpu_new (1);
+  g_autofree float *w = g_new (float, in * out), *x = g_new (float, 2 * in), *y = g_new (float, 2 * out);
+  for (int i = 0; i < in * out; i++)
+    w[i] = cosf (i * 0.37f);
+  NsTensorView wv = { (char *) "layers.0.mlp.up_proj.weight", NS_DTYPE_F32, 2, { out, in }, w,
+                      (size_t) in * out * 4, "test" };
+  NsMat m4;
+  g_autoptr (GError) error = NULL;
+  b->weight_format = NS_WEIGHTS_Q4;
+  b->quant_min_elements = 0;
+  g_assert_true (b->ops->upload (b, &wv, &m4, &error));
+  g_assert_cmpint (m4.dtype, ==, NS_DTYPE_Q4);
+  for (float bad = NAN, k = 0; k < 2; k++, bad = INFINITY)
+    for (NsQ4Path path = NS_Q4_PATH_PLAIN; path <= ns_cpu_q4_best_path (); path++)
+      {
+        ns_cpu_q4_limit_path (path);
+        for (int i = 0; i < 2 * in; i++)
+          x[i] = i == in + 300 ? bad : 0.5f;
+        b->ops->linear (b, y, x, &m4, NULL, 2, FALSE);
+        for (int o = 0; o < out; o++)
+          {
+            g_assert_true (isfinite (y[o]));
+            g_assert_true (isnan (y[out + o]) || isinf (y[out + o]));
+          }
+      }
+  ns_cpu_q4_limit_path (NS_Q4_PATH_VNNI);
+  b->ops->release (b, &m4);
+  ns_backend_destroy (b);
 }
 
 /* ---- memory planner ------------------------------------------------------- */
@@ -893,6 +964,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/q4/layout", test_q4_layout);
   g_test_add_func ("/quant/q4/quantizer", test_q4_quantizer);
   g_test_add_func ("/quant/q4/every-code", test_q4_every_code);
+  g_test_add_func ("/quant/q4/activations", test_q4_activations);
   g_test_add_func ("/quant/plan/golden", test_plan_golden);
   g_test_add_func ("/quant/plan/real-shapes", test_plan_real);
   g_test_add_func ("/quant/plan/cli-cap", test_cli_cap_refused);
