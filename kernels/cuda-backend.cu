@@ -157,6 +157,11 @@ note_matrix (NsCudaBackend *cb, const NsMat *m)
 {
   cb->max_out = MAX (cb->max_out, m->rows);
   cb->max_in = MAX (cb->max_in, m->cols);
+  if (m->dtype == NS_DTYPE_Q4)
+    {
+      cb->max_q4_out = MAX (cb->max_q4_out, m->rows);
+      cb->max_q4_in = MAX (cb->max_q4_in, m->cols);
+    }
 }
 
 /* Copies host bytes into new device memory (NULL with an error). */
@@ -255,9 +260,10 @@ cuda_upload (NsBackend *b, const NsTensorView *t, NsMat *out, GError **error)
                    ns_dtype_name (t->dtype));
       return FALSE;
     }
-  *out = (NsMat) { t->dtype, (int) rows, (int) cols, NULL, NULL, NULL };
-  note_matrix (cb, out);
   NsDType q_dtype = ns_backend_upload_dtype (b, t);
+  *out = (NsMat) { q_dtype, (int) rows, (int) cols, NULL, NULL, NULL };
+  note_matrix (cb, out);
+  out->dtype = t->dtype;
   if (q_dtype != t->dtype)
     return quantize_upload (cb, t, q_dtype, out, error);
   out->data = upload_bytes (cb, t->data, t->n_bytes, error);

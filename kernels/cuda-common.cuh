@@ -37,6 +37,7 @@ typedef struct {
   guint64 peak;                /* most bytes held at once (for nextstep bench) */
   GHashTable *sizes;           /* device pointer → bytes, for the accounting */
   int max_out, max_in;         /* largest weight matrix uploaded (rows, cols) */
+  int max_q4_in, max_q4_out;   /* the same over q4 matrices (0: none) */
   void *workspace;             /* one scratch buffer, stream-ordered among ops */
   size_t workspace_bytes;
   int live_graphs;             /* graphs made and not freed */
@@ -263,6 +264,9 @@ void ns_cuda_quantize_rows (NsBackend *b, void *q, float *scale, const void *src
 void ns_cuda_quantize_q4_rows (NsBackend *b, uint8_t *q, uint16_t *scale, const void *src,
                                NsDType src_dtype, int rows, int cols);
 /* linear-q4.cu: the linear op for Q4 weights (ns_cuda_linear hands them over). */
+/* Workspace bytes ns_cuda_linear_q4 needs for `rows` x rows (0 without q4
+ * matrices); ns_cuda_linear_workspace includes it. */
+size_t ns_cuda_linear_q4_workspace (NsBackend *b, int rows);
 void ns_cuda_linear_q4 (NsBackend *b, float *y, const float *x, const NsMat *w,
                         const NsMat *bias, int rows, gboolean accumulate);
 G_END_DECLS

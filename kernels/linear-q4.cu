@@ -9,11 +9,14 @@
  * (code · scale in f32) and accumulates in f32 as the CPU does. Split-K (a
  * second kernel sums the splits in order) when the output rows are too few
  * to fill the GPU, with the split math of linear.cu (grid-index.h), so the
- * workspace that linear.cu reserves suffices. Unaligned x takes a scalar
- * kernel. Prefill widens chunks of rows to f32 (a 4-bit code times an f16
- * scale is exact in f32, not in bf16) and multiplies them with SGEMM into
- * y, which holds (y or 0) + bias beforehand. Index math: q4-layout.h and
- * grid-index.h, checked on the CPU by tests/ops/test-grid-index.c. */
+ * workspace holds the partials. Unaligned x takes a scalar kernel.
+ * Prefill widens chunks of rows to f32 (a 4-bit code times an f16 scale is
+ * exact in f32, not in bf16) and multiplies them with SGEMM into y, which
+ * holds (y or 0) + bias beforehand. Both multiply x rounded to 8 bits per
+ * group as the CPU does (q4-layout.h, "activations"; round_x_kernel, into
+ * the workspace's head), so a seed gives the same tokens. Index math:
+ * q4-layout.h and grid-index.h, checked on the CPU by
+ * tests/ops/test-grid-index.c. */
 #include "cuda-common.cuh"
 #include "q4-layout.h"
 
@@ -178,9 +181,17 @@ launch_q4 (NsBackend *b, const Q4Args &a)
   gemv_q4_kernel<R><<<dim3 (blocks, a.splits), NS_GEMV_WARPS * 32, 0, ns_cuda (b)->stream>>> (a);
 }
 
-/* ≤ 8 rows. */
+/* Split-K partials of ≤ 8 rows, in floats (0 without a split). */
+static size_t
+gemv_part_floats (NsBackend *b, int n_out, int k, int rows)
+{
+  int splits = ns_ix_gemv_splits (n_out, k, NS_Q4_VEC, ns_cuda (b)->n_sms, Q4_RESIDENT);
+  return splits > 1 ? (size_t) splits * rows * n_out : 0;
+}
+
+/* ≤ 8 rows; `part` holds gemv_part_floats. */
 static void
-gemv_q4 (NsBackend *b, Q4Args a, int rows)
+gemv_q4 (NsBackend *b, Q4Args a, int rows, float *part)
 {
   NsCudaBackend *cb = ns_cuda (b);
   if ((uintptr_t) a.x % 16 != 0 || (uintptr_t) a.w % 16 != 0)
@@ -190,12 +201,7 @@ gemv_q4 (NsBackend *b, Q4Args a, int rows)
       return;
     }
   a.splits = ns_ix_gemv_splits (a.n_out, a.k, NS_Q4_VEC, cb->n_sms, Q4_RESIDENT);
-  if (a.splits > 1)
-    {
-      a.part = (float *) ns_cuda_workspace (b, (size_t) a.splits * rows * a.n_out * sizeof (float));
-      if (a.part == NULL)
-        return;
-    }
+  a.part = a.splits > 1 ? part : NULL;
   switch (rows)
     {
     case 1: launch_q4<1> (b, a); break;
@@ -232,16 +238,21 @@ init_output_kernel (const Q4Args a, size_t n)
   NS_GRID_STRIDE (e, n) q4_store (a, (int) (e / a.n_out), (int) (e % a.n_out), 0.0f);
 }
 
+/* Weight rows widened per SGEMM. */
+static int
+gemm_chunk_rows (int n_out, int k)
+{
+  return (int) MAX (1, MIN ((size_t) n_out, Q4_CHUNK_BUDGET / (4 * (size_t) k)));
+}
+
+/* `chunk` holds gemm_chunk_rows rows of k floats. */
 static void
-gemm_q4 (NsBackend *b, const Q4Args &a, int rows)
+gemm_q4 (NsBackend *b, const Q4Args &a, int rows, float *chunk)
 {
   cudaStream_t stream = ns_cuda (b)->stream;
   size_t ny = (size_t) rows * a.n_out;
   init_output_kernel<<<ns_grid_for (ny), 256, 0, stream>>> (a, ny);
-  int chunk_rows = (int) MAX (1, MIN ((size_t) a.n_out, Q4_CHUNK_BUDGET / (4 * (size_t) a.k)));
-  float *chunk = (float *) ns_cuda_workspace (b, (size_t) chunk_rows * a.k * sizeof (float));
-  if (chunk == NULL)
-    return;
+  int chunk_rows = gemm_chunk_rows (a.n_out, a.k);
   for (int o0 = 0; o0 < a.n_out; o0 += chunk_rows)
     {
       int count = MIN (chunk_rows, a.n_out - o0);
@@ -255,22 +266,76 @@ gemm_q4 (NsBackend *b, const Q4Args &a, int rows)
 
 /* ---- the op ------------------------------------------------------------------ */
 
+/* x̂ = x rounded as q4-layout.h rounds activations: a thread per group, the
+ * CPU's f32 operations (ns_q4_x_*), so both give the same values. */
+__global__ void
+round_x_kernel (float *xhat, const float *x, size_t groups)
+{
+  NS_GRID_STRIDE (g, groups)
+    {
+      const float *xg = x + g * NS_Q4_GROUP;
+      float m = ns_q4_x_amax (xg), inv = ns_q4_x_inverse (m), step = ns_q4_x_step (m);
+      for (int j = 0; j < NS_Q4_GROUP; j++)
+        xhat[g * NS_Q4_GROUP + j] = (float) ns_q4_x_code (xg[j], inv) * step;
+    }
+}
+
+/* x̂ first (16-byte aligned for the GEMV's float4 loads), then the partials
+ * or the widened chunk. */
+static size_t
+xhat_bytes (int rows, int k)
+{
+  return ((size_t) rows * k * sizeof (float) + 255) / 256 * 256;
+}
+
+static size_t
+scratch_bytes (NsBackend *b, int rows, int n_out, int k)
+{
+  if (rows > NS_Q4_GEMV_MAX_ROWS)
+    return (size_t) gemm_chunk_rows (n_out, k) * k * sizeof (float);
+  return gemv_part_floats (b, n_out, k, MIN (rows, Q4_MAX_ROWS)) * sizeof (float);
+}
+
+/* The most any q4 matrix uploaded so far needs: splits · blocks ≤ two
+ * waves + blocks (grid-index.h), so the partials of 8 rows are bounded by
+ * the largest matrix whatever the split; the prefill chunk is at most
+ * Q4_CHUNK_BUDGET. */
+size_t
+ns_cuda_linear_q4_workspace (NsBackend *b, int rows)
+{
+  NsCudaBackend *cb = ns_cuda (b);
+  if (cb->max_q4_in == 0)
+    return 0;
+  size_t per_row = (size_t) 2 * cb->n_sms * Q4_RESIDENT * NS_GEMV_WARPS * NS_GEMV_OUTS
+                   + cb->max_q4_out + NS_GEMV_WARPS * NS_GEMV_OUTS;
+  size_t part = per_row * MIN (rows, Q4_MAX_ROWS) * sizeof (float);
+  size_t chunk = rows > NS_Q4_GEMV_MAX_ROWS ? Q4_CHUNK_BUDGET + (size_t) cb->max_q4_in * 4 : 0;
+  return xhat_bytes (rows, cb->max_q4_in) + MAX (part, chunk);
+}
+
 void
 ns_cuda_linear_q4 (NsBackend *b, float *y, const float *x, const NsMat *w, const NsMat *bias,
                    int rows, gboolean accumulate)
 {
-  Q4Args a = { y, NULL, x, (const uint8_t *) w->data, w->group_scale, ns_mat_or_none (bias),
+  size_t head = xhat_bytes (rows, w->cols);
+  char *ws = (char *) ns_cuda_workspace (b, head + scratch_bytes (b, rows, w->rows, w->cols));
+  if (ws == NULL)
+    return;
+  float *xhat = (float *) ws, *scratch = (float *) (ws + head);
+  size_t groups = (size_t) rows * w->cols / NS_Q4_GROUP;
+  round_x_kernel<<<ns_grid_for (groups), 256, 0, ns_cuda (b)->stream>>> (xhat, x, groups);
+  Q4Args a = { y, NULL, xhat, (const uint8_t *) w->data, w->group_scale, ns_mat_or_none (bias),
                w->rows, w->cols, 1, accumulate };
   if (rows > NS_Q4_GEMV_MAX_ROWS)
     {
-      gemm_q4 (b, a, rows);
+      gemm_q4 (b, a, rows, scratch);
       return;
     }
   for (int r0 = 0; r0 < rows; r0 += Q4_MAX_ROWS)
     {
       Q4Args g = a;
       g.y = y + (size_t) r0 * w->rows;
-      g.x = x + (size_t) r0 * w->cols;
-      gemv_q4 (b, g, MIN (Q4_MAX_ROWS, rows - r0));
+      g.x = xhat + (size_t) r0 * w->cols;
+      gemv_q4 (b, g, MIN (Q4_MAX_ROWS, rows - r0), scratch);
     }
 }

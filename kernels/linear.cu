@@ -296,7 +296,7 @@ ns_cuda_linear_workspace (NsBackend *b, int rows)
       gemm_sizes (&w, rows, &pass_rows, &chunk_rows);
       need = MAX (need, gemm_bytes (&w, pass_rows, chunk_rows));
     }
-  return need;
+  return MAX (need, ns_cuda_linear_q4_workspace (b, rows));
 }
 
 void
