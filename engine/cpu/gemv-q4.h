@@ -11,7 +11,7 @@ G_BEGIN_DECLS
 typedef enum {
   NS_Q4_PATH_PLAIN,     /* portable C: the reference */
   NS_Q4_PATH_AVX2,      /* vpmaddubsw (x86-64-v3) */
-  NS_Q4_PATH_VNNI,      /* vpdpbusd (x86-64-v4 with AVX512-VNNI) */
+  NS_Q4_PATH_VNNI,      /* vpdpbusd (x86-64-v4 with AVX512-VNNI and GFNI) */
 } NsQ4Path;
 
 /* The best path this CPU has. */
