@@ -50,6 +50,10 @@ typedef struct {
    * OMP_WAIT_POLICY=passive so that waiting threads do not spin): what a
    * shared machine's wall clock does not show. 0 for a device backend. */
   double read_cpu_gbs, token_cpu_ms, backbone_cpu_ms, head_cpu_ms;
+  /* The head's f32 multiply-adds a token and the BLAS's measured rate
+   * (CPU only, else 0): its adaLN products multiply steps · CFG rows rows,
+   * which makes a head step compute-bound on a CPU whatever its bytes. */
+  double head_gfma, fma_rate;
   double token_bytes;
   double layer_step_bytes, head_step_bytes;     /* one layer (with its KV), one head step */
   double ops, reads, writes, syncs;             /* per token */
@@ -222,6 +226,7 @@ typedef struct {
   NsKvCache *kv;
   double per_token_bytes, per_step_bytes;
   double layer_bytes, head_token_bytes;   /* all layers' weights; the head's read once */
+  double head_fmas;                       /* the head's multiply-adds a token */
 } Bench;
 
 /* Bytes a weight streams as uploaded (quantized: codes + row scales; q4:
@@ -297,6 +302,9 @@ make_store (Bench *bench, int steps, GError **error)
         bench->layer_bytes += bytes;
       else if (reads == 1 && g_str_has_prefix (a->name, "image_head."))
         bench->head_token_bytes += bytes;
+      if (g_str_has_prefix (a->name, "image_head.") && a->n_dims == 2)
+        bench->head_fmas += (double) ns_tensor_n_elements (&v) * ROWS
+                            * (strstr (a->name, "cond_embed") != NULL ? 1 : steps);
       if (reads == 1)
         bench->per_token_bytes += bytes;
       else if (reads > 1)
@@ -416,6 +424,33 @@ token_bytes (const Bench *bench, const Options *o, Result *r)
   r->token_bytes = bench->per_token_bytes + o->steps * bench->per_step_bytes + kv;
   r->layer_step_bytes = (bench->layer_bytes + kv) / c->num_hidden_layers;
   r->head_step_bytes = bench->head_token_bytes / o->steps + bench->per_step_bytes;
+  r->head_gfma = bench->head_fmas / 1e9;
+}
+
+/* ms a head step needs at the measured multiply-add rate (0: not measured). */
+static double
+head_compute_ms (const Result *r)
+{
+  return r->fma_rate > 0 ? r->head_gfma / r->fma_rate / r->steps * 1e3 : 0.0;
+}
+
+/* The BLAS's f32 multiply-adds a second (G) on the CPU backend's threads:
+ * best of three 1024³ products, which stay in cache. */
+static double
+fma_rate (NsBackend *b)
+{
+  const int n = 1024;
+  g_autofree float *a = g_new (float, (size_t) n * n), *c = g_new0 (float, (size_t) n * n);
+  for (size_t i = 0; i < (size_t) n * n; i++)
+    a[i] = (float) (i % 17) / 16.0f - 0.5f;
+  double best = 0;
+  for (int rep = 0; rep < 3; rep++)
+    {
+      Stamp t0 = stamp_now ();
+      ns_cpu_sgemm (b, FALSE, TRUE, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+      best = MAX (best, (double) n * n * n / stamp_since (t0).wall / 1e9);
+    }
+  return best;
 }
 
 static void
@@ -428,6 +463,7 @@ measure_bandwidth (NsBackend *b, int threads, Result *r, GError **error, gboolea
       r->read_gbs = r->floor_gbs = bw.read;
       r->read_cpu_gbs = bw.read_cpu;
       r->copy_gbs = bw.copy;
+      r->fma_rate = fma_rate (b);
       return;
     }
   *ok = device_bandwidth (b, &r->copy_gbs, error);
@@ -505,6 +541,15 @@ head_pct (const Result *r, double head_ms, double gbs)
   return 100.0 * r->head_step_bytes / (head_ms / r->steps * 1e6) / gbs;
 }
 
+/* The least a head step can take: streaming its bytes at the read floor or
+ * its multiply-adds at the BLAS's rate, whichever is slower (they overlap
+ * at best). */
+static double
+head_floor_ms (const Result *r)
+{
+  return MAX (r->head_step_bytes / (r->floor_gbs * 1e6), head_compute_ms (r));
+}
+
 static void
 print_json (const Result *r, const char *backend)
 {
@@ -530,6 +575,14 @@ print_json (const Result *r, const char *backend)
   MEMBER_D ("layer_step_floor_pct", layer_pct (r, r->backbone_ms, r->floor_gbs));
   MEMBER_D ("head_step_floor_pct", head_pct (r, r->head_ms, r->floor_gbs));
   MEMBER_D ("bytes_per_token", r->token_bytes);
+  if (r->fma_rate > 0)
+    {
+      MEMBER_D ("fma_gflops", 2 * r->fma_rate);
+      MEMBER_D ("head_gflop_per_token", 2 * r->head_gfma);
+      MEMBER_D ("head_step_compute_floor_ms", head_compute_ms (r));
+      MEMBER_D ("head_step_floor_ms", head_floor_ms (r));
+      MEMBER_D ("head_step_combined_floor_pct", 100.0 * head_floor_ms (r) / (r->head_ms / r->steps));
+    }
   MEMBER_D ("floor_pct", 100.0 * r->token_bytes / (r->token_ms * 1e6) / r->floor_gbs);
   if (r->token_cpu_ms > 0)
     {
@@ -595,6 +648,12 @@ print_text (const Result *r, const char *backend)
             r->read_cpu_gbs, r->backbone_cpu_ms / r->layers,
             layer_pct (r, r->backbone_cpu_ms, r->read_cpu_gbs), r->head_cpu_ms / r->steps,
             head_pct (r, r->head_cpu_ms, r->read_cpu_gbs));
+  if (r->fma_rate > 0)
+    printf ("head arithmetic: %.1f GFLOP a token at the BLAS's %.0f GFLOP/s = %.3f ms a step; "
+            "with the read floor's %.3f ms, a step needs ≥ %.3f ms: measured %.0f %% of that\n",
+            2 * r->head_gfma, 2 * r->fma_rate, head_compute_ms (r),
+            r->head_step_bytes / (r->floor_gbs * 1e6), head_floor_ms (r),
+            100.0 * head_floor_ms (r) / (r->head_ms / r->steps));
   printf ("  %.1f ops issued, %.1f reads, %.1f writes, %.1f host waits\n", r->ops, r->reads,
           r->writes, r->syncs);
   if (r->vae_512_ms > 0)
