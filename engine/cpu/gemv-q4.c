@@ -181,6 +181,28 @@ plain_dots (const NsQ4Rows *q, int nw, const uint8_t *w, const uint16_t *sc, flo
 
 #if Q4_X86
 
+/* PASS (nw, nr, q, r0, w, sc, from, to, sums, ld) over every weight row and
+ * x row, in passes of constant shape so that the accumulators stay in
+ * registers: x rows in pairs, weight rows ROWS_W at a time, leftovers singly. */
+#define EACH_PASS(PASS, q, nw, w, sc, from, to, sums)                                   \
+  for (int r0_ = 0; r0_ < (q)->rows; r0_ += 2)                                          \
+    for (int k_ = 0; k_ < (nw);)                                                         \
+      {                                                                                  \
+        int kw_ = (nw) - k_ >= ROWS_W ? ROWS_W : 1;                                      \
+        const uint8_t *wk_ = (w) + k_ * ns_q4_row_bytes ((q)->cols);                     \
+        const uint16_t *sk_ = (sc) + k_ * ns_q4_row_groups ((q)->cols);                  \
+        float *s_ = (sums) + k_ * (q)->rows + r0_;                                       \
+        if (kw_ == ROWS_W && (q)->rows - r0_ >= 2)                                       \
+          PASS (ROWS_W, 2, q, r0_, wk_, sk_, from, to, s_, (q)->rows);                   \
+        else if (kw_ == ROWS_W)                                                          \
+          PASS (ROWS_W, 1, q, r0_, wk_, sk_, from, to, s_, (q)->rows);                   \
+        else if ((q)->rows - r0_ >= 2)                                                   \
+          PASS (1, 2, q, r0_, wk_, sk_, from, to, s_, (q)->rows);                        \
+        else                                                                             \
+          PASS (1, 1, q, r0_, wk_, sk_, from, to, s_, (q)->rows);                        \
+        k_ += kw_;                                                                       \
+      }
+
 /* ---- AVX2: one block (32 code bytes, 8 lanes) at a time ------------------ */
 
 #define V3 __attribute__ ((target ("arch=x86-64-v3")))
@@ -247,30 +269,12 @@ avx2_pass (int nw, int nr, const NsQ4Rows *q, int r0, const uint8_t *w, const ui
       sums[k * ld + r] += sum8 (acc[k * nr + r]);
 }
 
-/* Every weight row and x row over blocks b0 … b1, in passes of constant
- * shape (x rows in pairs, weight rows by ROWS_W, leftovers singly). */
+/* sums += every weight row · every x row over blocks b0 … b1. */
 static V3 void
 avx2_dots (const NsQ4Rows *q, int nw, const uint8_t *w, const uint16_t *sc, int b0, int b1,
            float *sums)
 {
-  const size_t stride = ns_q4_row_bytes (q->cols), lds = ns_q4_row_groups (q->cols);
-  for (int r0 = 0; r0 < q->rows; r0 += 2)
-    for (int k = 0; k < nw;)
-      {
-        int kw = nw - k >= ROWS_W ? ROWS_W : 1;
-        const uint8_t *wk = w + k * stride;
-        const uint16_t *sk = sc + k * lds;
-        float *s = sums + k * q->rows + r0;
-        if (kw == ROWS_W && q->rows - r0 >= 2)
-          avx2_pass (ROWS_W, 2, q, r0, wk, sk, b0, b1, s, q->rows);
-        else if (kw == ROWS_W)
-          avx2_pass (ROWS_W, 1, q, r0, wk, sk, b0, b1, s, q->rows);
-        else if (q->rows - r0 >= 2)
-          avx2_pass (1, 2, q, r0, wk, sk, b0, b1, s, q->rows);
-        else
-          avx2_pass (1, 1, q, r0, wk, sk, b0, b1, s, q->rows);
-        k += kw;
-      }
+  EACH_PASS (avx2_pass, q, nw, w, sc, b0, b1, sums);
 }
 
 /* ---- AVX512-VNNI (with GFNI: Ice Lake, Zen 4 and later): one unit (two
@@ -315,43 +319,27 @@ vnni_unit (int nw, int nr, const NsQ4Rows *q, int r0, const uint8_t *w, const ui
     }
 }
 
+/* sums[k·ld + r] = units u0 … u1 of nw weight rows · x rows r0 … r0 + nr. */
 V4N_INLINE void
 vnni_pass (int nw, int nr, const NsQ4Rows *q, int r0, const uint8_t *w, const uint16_t *sc,
-           float *sums, int ld)
+           int u0, int u1, float *sums, int ld)
 {
   __m512 acc[ROWS_W * 2];
   for (int a = 0; a < nw * nr; a++)
     acc[a] = _mm512_setzero_ps ();
-  for (int u = 0; u < q->cols / UNIT; u++)
+  for (int u = u0; u < u1; u++)
     vnni_unit (nw, nr, q, r0, w, sc, u, acc);
   for (int k = 0; k < nw; k++)
     for (int r = 0; r < nr; r++)
       sums[k * ld + r] = _mm512_reduce_add_ps (acc[k * nr + r]);
 }
 
-/* As avx2_dots over whole units; a row's last half unit (cols an odd number
- * of blocks) goes through avx2_dots. */
+/* sums = every weight row · every x row: whole units here, a row's last
+ * half unit (cols an odd number of blocks) through avx2_dots. */
 static V4N void
 vnni_dots (const NsQ4Rows *q, int nw, const uint8_t *w, const uint16_t *sc, float *sums)
 {
-  const size_t stride = ns_q4_row_bytes (q->cols), lds = ns_q4_row_groups (q->cols);
-  for (int r0 = 0; r0 < q->rows; r0 += 2)
-    for (int k = 0; k < nw;)
-      {
-        int kw = nw - k >= ROWS_W ? ROWS_W : 1;
-        const uint8_t *wk = w + k * stride;
-        const uint16_t *sk = sc + k * lds;
-        float *s = sums + k * q->rows + r0;
-        if (kw == ROWS_W && q->rows - r0 >= 2)
-          vnni_pass (ROWS_W, 2, q, r0, wk, sk, s, q->rows);
-        else if (kw == ROWS_W)
-          vnni_pass (ROWS_W, 1, q, r0, wk, sk, s, q->rows);
-        else if (q->rows - r0 >= 2)
-          vnni_pass (1, 2, q, r0, wk, sk, s, q->rows);
-        else
-          vnni_pass (1, 1, q, r0, wk, sk, s, q->rows);
-        k += kw;
-      }
+  EACH_PASS (vnni_pass, q, nw, w, sc, 0, q->cols / UNIT, sums);
   int blocks = q->cols / NS_Q4_BLOCK;
   if (blocks % 2)
     avx2_dots (q, nw, w, sc, blocks - 1, blocks, sums);
