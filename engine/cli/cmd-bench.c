@@ -302,7 +302,10 @@ make_store (Bench *bench, int steps, GError **error)
         bench->layer_bytes += bytes;
       else if (reads == 1 && g_str_has_prefix (a->name, "image_head."))
         bench->head_token_bytes += bytes;
-      if (g_str_has_prefix (a->name, "image_head.") && a->n_dims == 2)
+      /* every head matrix a token uses multiplies each step's CFG rows
+       * (the adaLN ones too: their input depends on the step), but the
+       * condition's, once */
+      if (g_str_has_prefix (a->name, "image_head.") && a->n_dims == 2 && reads > 0)
         bench->head_fmas += (double) ns_tensor_n_elements (&v) * ROWS
                             * (strstr (a->name, "cond_embed") != NULL ? 1 : steps);
       if (reads == 1)
