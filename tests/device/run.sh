@@ -18,7 +18,8 @@
 #   golden.txt    every golden run through the CLI (AUTO picks CUDA there)
 #   tokens.txt    CPU vs CUDA tokens for the same seed
 #   bench.jsonl   nextstep bench --json, one object a line: bf16/int8/fp8 at
-#                 KV 256 and 1024 (the rehearsal: bf16, 1 layer, 2 steps)
+#                 KV 256 and 1024, q4 at 256 (the rehearsal: bf16, 1 layer,
+#                 2 steps)
 #   e2e.txt       end to end: 512² on full-size synthetic weights (GPU)
 #   official.txt  the official PyTorch pipeline: full size beside ours on the
 #                 GPU, the golden tiny model on the CPU rehearsal
@@ -132,10 +133,11 @@ step_tokens () {
 # Full size on the device; one layer and two steps on the CPU rehearsal.
 # `bench --json` prints one indented object: each becomes one line.
 step_bench () {
-  local small=() weights=(bf16 int8 fp8) fails=0 runs=0 w kv
+  local small=() weights=(bf16 int8 fp8 q4) fails=0 runs=0 w kv
   [ $mode = cpu ] && { small=(--layers 1 --steps 2 --tokens 1); weights=(bf16); }
   for w in "${weights[@]}"; do
     for kv in 256 1024; do
+      [ $w = q4 ] && [ $kv = 1024 ] && continue   # its ratio to int8 is the figure
       runs=$((runs + 1))
       if ! timeout "$(budget 60)" "$bin/nextstep" bench --backend $mode --json --weights $w \
              --kv $kv "${small[@]}" 2>> "$work/bench.err" \
