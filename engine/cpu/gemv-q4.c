@@ -139,20 +139,6 @@ ns_cpu_q4_rows_free (NsQ4Rows *q)
   g_free (q);
 }
 
-void
-ns_cpu_q4_round_rows (float *xhat, const float *x, int rows, int cols)
-{
-  g_return_if_fail (ns_q4_cols_ok (cols));
-  int8_t codes[NS_Q4_GROUP];
-  for (size_t at = 0; at < (size_t) rows * cols; at += NS_Q4_GROUP)
-    {
-      float step;
-      round_group (x + at, codes, &step);
-      for (int j = 0; j < NS_Q4_GROUP; j++)
-        xhat[at + j] = codes[j] * step;
-    }
-}
-
 /* ---- the reference ------------------------------------------------------ */
 
 /* Σ_g scale_g · step_g · Σ_{i in g} code_i · a_i for weight row w. */
@@ -371,9 +357,27 @@ ns_cpu_q4_limit_path (NsQ4Path path)
   limit = path;
 }
 
-void
-ns_cpu_q4_dots (const NsQ4Rows *q, int nw, const uint8_t *w, const uint16_t *sc, float *sums)
+/* Rows r0 … r0 + nr of q, as a set of their own (no copy). */
+static NsQ4Rows
+rows_view (const NsQ4Rows *q, int r0, int nr)
 {
+  NsQ4Rows v = *q;
+  size_t lanes = (size_t) r0 * q->units * UNIT_LANES;
+  v.rows = nr;
+  v.codes += (size_t) r0 * q->cols;
+  v.step += (size_t) r0 * ns_q4_row_groups (q->cols);
+  v.lanes += (size_t) r0 * q->units * UNIT;
+  v.lane_step += lanes;
+  v.lane_bias += lanes;
+  return v;
+}
+
+void
+ns_cpu_q4_dots (const NsQ4Rows *all, int r0, int nr, int nw, const uint8_t *w,
+                const uint16_t *sc, float *sums)
+{
+  NsQ4Rows view = rows_view (all, r0, nr);
+  const NsQ4Rows *q = &view;
   switch (q->path)
     {
 #if Q4_X86

@@ -1,6 +1,7 @@
-/* gemv-q4.h — the decode GEMV of q4 matrices (gemv-q4.c): x rounded to 8
+/* gemv-q4.h — the products of q4 matrices (gemv-q4.c): x rounded to 8
  * bits per group (q4-layout.h, "activations"), integer dot products per
- * group, scaled in f32. linear.c calls it for ≤ 8 x rows. */
+ * group, scaled in f32. linear.c calls it for any number of x rows (decode
+ * and prefill), 8 at a time. */
 #pragma once
 
 #include "cpu-backend.h"
@@ -28,13 +29,9 @@ typedef struct NsQ4Rows NsQ4Rows;
 NsQ4Rows *ns_cpu_q4_rows_new (const float *x, int rows, int cols);
 void ns_cpu_q4_rows_free (NsQ4Rows *q);
 
-/* sums[k·rows + r] = W_k · x̂_r for nw ≤ 8 q4 rows (codes w, scales sc, each
- * row `cols` long) and every row of q. */
-void ns_cpu_q4_dots (const NsQ4Rows *q, int nw, const uint8_t *w, const uint16_t *sc,
-                     float *sums);
-
-/* x̂ = the values the GEMV multiplies (code · step), rows × cols, for the
- * prefill path, which multiplies them by the widened weights in the BLAS. */
-void ns_cpu_q4_round_rows (float *xhat, const float *x, int rows, int cols);
+/* sums[k·nr + r] = W_k · x̂_{r0 + r} for nw ≤ 8 q4 rows (codes w, scales
+ * sc, each row `cols` long) and rows r0 … r0 + nr of q. */
+void ns_cpu_q4_dots (const NsQ4Rows *q, int r0, int nr, int nw, const uint8_t *w,
+                     const uint16_t *sc, float *sums);
 
 G_END_DECLS

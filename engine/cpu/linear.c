@@ -277,8 +277,8 @@ b8_dots (const NsMat *w, size_t at, int nw, const float *const *x, int rows, flo
  * unscaled and each row's scale applied once to its sums; q4 rows multiply
  * x4, the x rows rounded for them (gemv-q4.c). */
 static void
-block_dots (const NsMat *w, int o, int nw, const float *const *x, const NsQ4Rows *x4, int rows,
-            float *sums, gboolean avx512)
+block_dots (const NsMat *w, int o, int nw, const float *const *x, const NsQ4Rows *x4, int r0,
+            int rows, float *sums, gboolean avx512)
 {
   int cols = w->cols;
   size_t at = (size_t) o * cols;
@@ -291,7 +291,7 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, const NsQ4Rows
       dot_all_f32 (nw, rows, (const float *) w->data + at, cols, x, cols, sums);
       return;
     case NS_DTYPE_Q4:
-      ns_cpu_q4_dots (x4, nw, (const uint8_t *) w->data + ns_q4_row_bytes (at),
+      ns_cpu_q4_dots (x4, r0, rows, nw, (const uint8_t *) w->data + ns_q4_row_bytes (at),
                       w->group_scale + ns_q4_row_groups (at), sums);
       return;
     case NS_DTYPE_I8:
@@ -309,9 +309,10 @@ block_dots (const NsMat *w, int o, int nw, const float *const *x, const NsQ4Rows
 }
 
 /* y[r, o] += W[o, :] · x[r, :] for all r; W is read from memory once, a
- * block of GEMV_BLOCK rows at a time. (x rows of 5120 floats do not fit L1
- * together; walking W a column block at a time to keep them there measured
- * slower: the stride breaks the stream.) */
+ * block of GEMV_BLOCK rows at a time, against GEMV_MAX_ROWS x rows at a time
+ * (more only for q4, whose prefill is this loop too). (x rows of 5120
+ * floats do not fit L1 together; walking W a column block at a time to keep
+ * them there measured slower: the stride breaks the stream.) */
 static void
 gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -321,7 +322,7 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
   float *xd = lanes ? deinterleave (x, rows, w->cols, lanes) : NULL;
   const float *xs = xd ? xd : x;
   NsQ4Rows *x4 = w->dtype == NS_DTYPE_Q4 ? ns_cpu_q4_rows_new (x, rows, w->cols) : NULL;
-  const float *xp[GEMV_MAX_ROWS];
+  const float **xp = g_new (const float *, rows);
   for (int r = 0; r < rows; r++)
     xp[r] = xs + (size_t) r * w->cols;
   int blocks = (w->rows + GEMV_BLOCK - 1) / GEMV_BLOCK;
@@ -332,11 +333,16 @@ gemv (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
     {
       int o = blk * GEMV_BLOCK, nw = MIN (GEMV_BLOCK, w->rows - o);
       float sums[GEMV_BLOCK * GEMV_MAX_ROWS];
-      block_dots (w, o, nw, xp, x4, rows, sums, avx512);
-      for (int k = 0; k < nw; k++)
-        for (int r = 0; r < rows; r++)
-          y[(size_t) r * w->rows + o + k] += sums[k * rows + r];
+      for (int r0 = 0; r0 < rows; r0 += GEMV_MAX_ROWS)
+        {
+          int nr = MIN (GEMV_MAX_ROWS, rows - r0);
+          block_dots (w, o, nw, xp + r0, x4, r0, nr, sums, avx512);
+          for (int k = 0; k < nw; k++)
+            for (int r = 0; r < nr; r++)
+              y[(size_t) (r0 + r) * w->rows + o + k] += sums[k * nr + r];
+        }
     }
+  g_free (xp);
   g_free (xd);
   ns_cpu_q4_rows_free (x4);
 }
@@ -357,8 +363,7 @@ prefill_block (int outs, int cols, int threads)
 /* Prefill: the BLAS does the arithmetic-bound product. Each thread widens
  * a panel of output rows of W to f32 (exactly, the GEMV's values) and
  * multiplies it on its own: the panel stays in its cache, and nothing the
- * size of W is allocated or written. y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ.
- * q4 multiplies x rounded as the GEMV rounds it (q4-layout.h). */
+ * size of W is allocated or written. y[:, o0 .. o0+nb) += x · W[o0 .. o0+nb, :]ᵀ. */
 static void
 prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
 {
@@ -368,13 +373,6 @@ prefill (NsBackend *b, float *y, const float *x, const NsMat *w, int rows)
       ns_cpu_sgemm (b, FALSE, TRUE, rows, w->rows, cols, 1.0f, x, cols, w->data, cols, 1.0f, y,
                     w->rows);
       return;
-    }
-  g_autofree float *xhat = NULL;
-  if (w->dtype == NS_DTYPE_Q4)
-    {
-      xhat = g_new (float, (size_t) rows * cols);
-      ns_cpu_q4_round_rows (xhat, x, rows, cols);
-      x = xhat;
     }
   int threads = ns_cpu_threads (b), block = prefill_block (w->rows, cols, threads);
   int panels = (w->rows + block - 1) / block;
@@ -416,7 +414,9 @@ ns_cpu_linear (NsBackend *b, float *y, const float *x, const NsMat *w, const NsM
   init_output (y, bias, rows, w->rows, accumulate);
   if (rows == 0)
     return;
-  if (rows <= GEMV_MAX_ROWS)
+  /* q4 multiplies x rounded to 8 bits (q4-layout.h) as integers, 4× the
+   * products an instruction of f32 FMAs: its prefill is the GEMV loop too */
+  if (rows <= GEMV_MAX_ROWS || w->dtype == NS_DTYPE_Q4)
     gemv (b, y, x, w, rows);
   else
     prefill (b, y, x, w, rows);
