@@ -1,4 +1,5 @@
-/* gemv-q4.c — the decode GEMV of q4 matrices on the CPU.
+/* gemv-q4.c — the products of q4 matrices on the CPU (decode and prefill:
+ * linear.c runs both through its GEMV loop, 8 x rows at a time).
  *
  * Why integers: widened to f32 (code × scale, then two FMAs per weight for
  * CFG's two rows), a q4 layer-step was FMA-bound at 1.16× the int8 one on a
