@@ -257,6 +257,77 @@ test_q4_layout (void)
  * scale is its f16, every other value within half a step (those clamped
  * to +7 within one), an all-zero group gives scale 0 and codes 0; the rule keeps
  * the sensitive tensors and partial blocks int8. */
+/* The int8/fp8 rule of quant.h written out one element at a time: absmax
+ * with NaN skipped, scale = amax / 127 (or 448), code = clamp(rint(v / s)). */
+static uint8_t
+expected_code (const float *row, int cols, int i, NsDType q_dtype, float *scale)
+{
+  float amax = 0.0f;
+  for (int j = 0; j < cols; j++)
+    amax = fmaxf (amax, fabsf (row[j]));
+  float s = amax > 0.0f ? amax / (q_dtype == NS_DTYPE_I8 ? 127.0f : 448.0f) : 1.0f;
+  *scale = s;
+  if (q_dtype == NS_DTYPE_F8_E4M3)
+    return ns_f32_to_f8e4m3 (row[i] / s);
+  return (uint8_t) (int8_t) fmaxf (-127.0f, fminf (127.0f, rintf (row[i] / s)));
+}
+
+/* Rows whose widths leave vector tails, ties half to even, NaN, ±inf, a zero
+ * row, and bf16/f16 input (widened before the rule: the same values). */
+static void
+test_b8_quantizer (void)
+{
+  enum { ROWS = 6, COLS = 77 };
+  float w[ROWS * COLS];
+  for (int i = 0; i < ROWS * COLS; i++)
+    w[i] = uniform () * (i % 13 == 0 ? 8.0f : 1.0f);
+  w[0] = 127.0f;                              /* row 0: scale 1, ties at k + 0.5 */
+  for (int i = 1; i < COLS; i++)
+    w[i] = (float) (i % 9) - 4.5f;
+  w[COLS + 3] = NAN;                          /* row 1: NaN skipped by absmax, code +127 */
+  w[2 * COLS + 10] = -INFINITY;               /* row 2: scale inf */
+  for (int i = 0; i < COLS; i++)
+    w[3 * COLS + i] = 0.0f;                   /* row 3: zero, scale 1 */
+  w[4 * COLS + 76] = -300.0f;                 /* row 4: the absmax last, in the tail */
+  const NsDType inputs[] = { NS_DTYPE_F32, NS_DTYPE_BF16, NS_DTYPE_F16 };
+  const NsDType outputs[] = { NS_DTYPE_I8, NS_DTYPE_F8_E4M3 };
+  for (guint a = 0; a < G_N_ELEMENTS (inputs); a++)
+    for (guint b = 0; b < G_N_ELEMENTS (outputs); b++)
+      {
+        uint16_t half[ROWS * COLS];
+        float as_read[ROWS * COLS];
+        const void *src = w;
+        for (int i = 0; i < ROWS * COLS; i++)
+          {
+            half[i] = inputs[a] == NS_DTYPE_BF16 ? ns_f32_to_bf16 (w[i]) : ns_f32_to_f16 (w[i]);
+            as_read[i] = inputs[a] == NS_DTYPE_F32    ? w[i]
+                         : inputs[a] == NS_DTYPE_BF16 ? ns_bf16_to_f32 (half[i])
+                                                      : ns_f16_to_f32 (half[i]);
+          }
+        if (inputs[a] != NS_DTYPE_F32)
+          src = half;
+        uint8_t q[ROWS * COLS];
+        float scale[ROWS];
+        ns_quantize_rows (src, inputs[a], ROWS, COLS, outputs[b], q, scale);
+        for (int r = 0; r < ROWS; r++)
+          for (int i = 0; i < COLS; i++)
+            {
+              float s;
+              uint8_t code = expected_code (as_read + r * COLS, COLS, i, outputs[b], &s);
+              g_assert_cmpfloat (scale[r], ==, s);
+              g_assert_cmpuint (q[r * COLS + i], ==, code);
+            }
+        if (inputs[a] == NS_DTYPE_F32 && outputs[b] == NS_DTYPE_I8)
+          {
+            g_assert_cmpint ((int8_t) q[1], ==, -4);           /* −3.5 → −4: half to even */
+            g_assert_cmpint ((int8_t) q[2], ==, -2);           /* −2.5 → −2 */
+            g_assert_cmpint ((int8_t) q[COLS + 3], ==, 127);
+            g_assert_cmpfloat (scale[3], ==, 1.0f);
+            g_assert_cmpint ((int8_t) q[4 * COLS + 76], ==, -127);
+          }
+      }
+}
+
 static void
 test_q4_quantizer (void)
 {
@@ -961,6 +1032,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/fp8/known-values", test_fp8_known_values);
   g_test_add_func ("/quant/cpu/linear-embedding", test_linear_quantized);
   g_test_add_func ("/quant/cpu/gemv-every-code", test_gemv_every_code);
+  g_test_add_func ("/quant/int8-fp8/quantizer", test_b8_quantizer);
   g_test_add_func ("/quant/q4/layout", test_q4_layout);
   g_test_add_func ("/quant/q4/quantizer", test_q4_quantizer);
   g_test_add_func ("/quant/q4/every-code", test_q4_every_code);
