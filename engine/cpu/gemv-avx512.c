@@ -88,27 +88,35 @@ store_sums (int nw, int nr, __m512 *acc, const int8_t *w, size_t ldw, gboolean f
 }
 
 /* sums[k·ld + r] = Σ_i code_k[i] · x[r][i], nw ≤ ROWS_W, nr ≤ ROWS_X,
- * constants after inlining so that the accumulators stay in registers. */
+ * constants after inlining so that the accumulators stay in registers. The
+ * pragmas unroll every loop over them whatever the optimisation level: at -O2
+ * GCC 12 kept acc[] on the stack, 11 instead of 24 G weights/s in L2. */
 V4_INLINE void
 b8_block (int nw, int nr, gboolean fp8, const int8_t *w, size_t ldw, const float *const *x,
           int n, float *sums, int ld)
 {
   __m512 acc[ROWS_W * ROWS_X];
+#pragma GCC unroll 8
   for (int a = 0; a < nw * nr; a++)
     acc[a] = _mm512_setzero_ps ();
   int i = 0;
   for (; i + 64 <= n; i += 64)
     {
+#pragma GCC unroll 4
       for (int k = 0; k < nw; k++)
         _mm_prefetch ((const char *) (w + k * ldw + i) + PREFETCH, _MM_HINT_T1);
+#pragma GCC unroll 4
       for (int v = 0; v < 4; v++)
         {
           __m512 xv[ROWS_X];
+#pragma GCC unroll 2
           for (int r = 0; r < nr; r++)
             xv[r] = _mm512_loadu_ps (x[r] + i + 16 * v);
+#pragma GCC unroll 4
           for (int k = 0; k < nw; k++)
             {
               __m512 f = widen16 (w + k * ldw + i + 16 * v, fp8);
+#pragma GCC unroll 2
               for (int r = 0; r < nr; r++)
                 acc[k * nr + r] = _mm512_fmadd_ps (f, xv[r], acc[k * nr + r]);
             }
